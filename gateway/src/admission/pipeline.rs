@@ -1,0 +1,366 @@
+//! The pipeline: every matching policy, in configuration order, merged into
+//! one decision.
+//!
+//! All matching policies are evaluated, even after a denial, so the person
+//! sees every reason at once. What a policy's verdict does depends on its
+//! mode: an `enforce` denial denies, a `warn` denial becomes a warning, an
+//! `audit` denial is only recorded. A policy that fails (times out, traps,
+//! runs out of memory, returns an invalid verdict) counts as a denial unless
+//! its `on_error` is `allow`. Patches of allowed `enforce` policies are
+//! applied in order; one that does not apply is that policy's failure.
+//!
+//! A [`Pipeline`] is immutable once loaded: a front door holds it for the
+//! whole of a request, and a reload builds a new one beside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Request;
+use super::matcher::Matcher;
+use crate::config::{Config, Mode, ModuleSource, OnError, PolicyConfig};
+use crate::policy::{EvalError, Host, Limits, LoadError, Module, Verdict, builtin};
+
+/// Status code of a denial whose policy gave none.
+const DEFAULT_DENIAL_CODE: u16 = 403;
+
+/// The loaded policies of one configuration.
+pub struct Pipeline {
+    policies: Vec<LoadedPolicy>,
+}
+
+struct LoadedPolicy {
+    name: String,
+    source: String,
+    mode: Mode,
+    on_error: OnError,
+    limits: Limits,
+    matcher: Matcher,
+    /// Settings as JSON text, validated by the policy at load.
+    settings: String,
+    module: Arc<Module>,
+}
+
+/// Why a configuration's policies could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The module cannot be read, compiled or linked.
+    #[error("policy `{policy}`: cannot load {module}")]
+    Load {
+        /// The policy's name.
+        policy: String,
+        /// Its module source.
+        module: String,
+        /// What failed.
+        #[source]
+        source: LoadError,
+    },
+    /// The policy rejected its settings.
+    #[error("policy `{policy}` rejected its settings: {message}")]
+    Settings {
+        /// The policy's name.
+        policy: String,
+        /// The policy's explanation.
+        message: String,
+    },
+    /// The policy failed while checking its settings.
+    #[error("policy `{policy}` failed while checking its settings")]
+    SettingsFailed {
+        /// The policy's name.
+        policy: String,
+        /// How it failed.
+        #[source]
+        source: EvalError,
+    },
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Whether the request may go ahead.
+    pub allowed: bool,
+    /// HTTP status of a denial; 200 when allowed.
+    pub code: u16,
+    /// Every reason for a denial, one line per policy.
+    pub message: Option<String>,
+    /// Warnings for the client, each prefixed with the policy's name.
+    pub warnings: Vec<String>,
+    /// The patches of the enforcing policies, in order, as one JSON Patch.
+    pub patch: Option<json_patch::Patch>,
+    /// What each matching policy said.
+    pub policies: Vec<PolicyOutcome>,
+}
+
+/// What one policy said about a request.
+#[derive(Debug, Clone)]
+pub struct PolicyOutcome {
+    /// The policy's name.
+    pub name: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its verdict, or how it failed.
+    pub outcome: Outcome,
+    /// What that did to the decision.
+    pub effect: Effect,
+    /// How long the evaluation took, instantiation included.
+    pub duration: Duration,
+}
+
+/// A policy's verdict or failure.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The policy answered.
+    Verdict(Verdict),
+    /// The policy failed.
+    Failed(Arc<EvalError>),
+}
+
+impl Outcome {
+    /// Whether the policy allowed the request (a failure is not an allowance).
+    pub fn allowed(&self) -> bool {
+        matches!(self, Outcome::Verdict(verdict) if verdict.allowed)
+    }
+
+    /// The policy's message, or the failure's description.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Outcome::Verdict(verdict) => verdict.message.clone(),
+            Outcome::Failed(error) => Some(format!("policy failed: {error}")),
+        }
+    }
+}
+
+/// What a policy's outcome did to the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Nothing stopped the request (an allowance, or a failure ignored by
+    /// `on_error: allow`).
+    Allow,
+    /// The request was denied.
+    Deny,
+    /// A denial or failure became a warning.
+    Warn,
+    /// A denial or failure was only recorded.
+    Audit,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+            Effect::Warn => "warn",
+            Effect::Audit => "audit",
+        })
+    }
+}
+
+impl Pipeline {
+    /// Loads every policy of `config`: compiles (or takes from the cache) each
+    /// distinct module once, and has each policy check its settings.
+    pub fn load(config: &Config, host: &Host) -> Result<Self, PipelineError> {
+        let mut modules: HashMap<ModuleSource, Arc<Module>> = HashMap::new();
+        let mut policies = Vec::with_capacity(config.policies.len());
+        for policy in &config.policies {
+            let module = match modules.get(&policy.module) {
+                Some(module) => module.clone(),
+                None => {
+                    let module = Arc::new(load_module(host, policy)?);
+                    modules.insert(policy.module.clone(), module.clone());
+                    module
+                }
+            };
+            policies.push(LoadedPolicy::new(policy, module)?);
+        }
+        Ok(Self { policies })
+    }
+
+    /// The loaded policies: name, module source, mode and module digest.
+    pub fn summary(&self) -> impl Iterator<Item = (&str, &str, Mode, &str)> {
+        self.policies
+            .iter()
+            .map(|policy| (policy.name.as_str(), policy.source.as_str(), policy.mode, policy.module.digest()))
+    }
+
+    /// Decides one request.
+    pub fn evaluate(&self, request: &Request) -> Decision {
+        let mut merge = Merge::new(request);
+        for policy in self.policies.iter().filter(|policy| policy.matcher.matches(request)) {
+            let started = Instant::now();
+            let outcome = match policy.module.validate(request, &policy.settings, policy.limits) {
+                Ok(verdict) => Outcome::Verdict(verdict),
+                Err(error) => Outcome::Failed(Arc::new(error)),
+            };
+            let outcome = merge.apply_patch(policy, outcome);
+            let duration = started.elapsed();
+            merge.add(policy, outcome, duration);
+        }
+        merge.finish()
+    }
+}
+
+fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineError> {
+    let load_error = |source| PipelineError::Load {
+        policy: policy.name.clone(),
+        module: policy.module.to_string(),
+        source,
+    };
+    match &policy.module {
+        ModuleSource::Builtin(name) => {
+            // The configuration parser only accepts names of built-ins.
+            let wasm = builtin::find(name).unwrap_or_default();
+            host.load(name, wasm).map_err(load_error)
+        }
+        ModuleSource::File(path) => host.load_file(&policy.name, path).map_err(load_error),
+    }
+}
+
+impl LoadedPolicy {
+    fn new(config: &PolicyConfig, module: Arc<Module>) -> Result<Self, PipelineError> {
+        let settings = config.settings.to_string();
+        let limits = Limits {
+            timeout: config.timeout,
+            memory: config.memory,
+        };
+        match module.validate_settings(&settings, limits) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(PipelineError::Settings {
+                    policy: config.name.clone(),
+                    message,
+                });
+            }
+            Err(source) => {
+                return Err(PipelineError::SettingsFailed {
+                    policy: config.name.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(Self {
+            name: config.name.clone(),
+            source: config.module.to_string(),
+            mode: config.mode,
+            on_error: config.on_error,
+            limits,
+            matcher: Matcher::new(config.matches.clone()),
+            settings,
+            module,
+        })
+    }
+}
+
+/// Accumulates the outcomes of one request.
+struct Merge<'r> {
+    request: &'r Request,
+    /// The object with the patches applied so far; parsed on the first patch.
+    patched: Option<serde_json::Value>,
+    operations: Vec<json_patch::PatchOperation>,
+    denials: Vec<String>,
+    code: Option<u16>,
+    warnings: Vec<String>,
+    outcomes: Vec<PolicyOutcome>,
+}
+
+impl<'r> Merge<'r> {
+    fn new(request: &'r Request) -> Self {
+        Self {
+            request,
+            patched: None,
+            operations: Vec::new(),
+            denials: Vec::new(),
+            code: None,
+            warnings: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Applies an allowed enforcing verdict's patch on top of the earlier
+    /// ones; a patch that does not apply turns the outcome into a failure.
+    fn apply_patch(&mut self, policy: &LoadedPolicy, outcome: Outcome) -> Outcome {
+        let Outcome::Verdict(verdict) = &outcome else {
+            return outcome;
+        };
+        let Some(patch) = verdict.patch.as_ref().filter(|_| verdict.allowed && policy.mode == Mode::Enforce) else {
+            return outcome;
+        };
+        let failed = |reason: String| Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)));
+        if self.patched.is_none() {
+            let object = self.request.object.as_deref().map(serde_json::from_str::<serde_json::Value>);
+            match object {
+                Some(Ok(object)) => self.patched = Some(object),
+                Some(Err(error)) => return failed(format!("the object cannot be patched: {error}")),
+                None => return failed("a patch was returned but the request has no object".into()),
+            }
+        }
+        let Some(document) = self.patched.as_mut() else {
+            return outcome;
+        };
+        match json_patch::patch(document, &patch.0) {
+            Ok(()) => {
+                self.operations.extend(patch.0.iter().cloned());
+                outcome
+            }
+            Err(error) => failed(format!("patch does not apply to the object: {error}")),
+        }
+    }
+
+    fn add(&mut self, policy: &LoadedPolicy, outcome: Outcome, duration: Duration) {
+        let fails = match &outcome {
+            Outcome::Verdict(verdict) => !verdict.allowed,
+            Outcome::Failed(error) => {
+                tracing::warn!(policy = policy.name, kind = ?error.kind(), "{error}");
+                policy.on_error == OnError::Deny
+            }
+        };
+        let effect = match (fails, policy.mode) {
+            (false, _) => Effect::Allow,
+            (true, Mode::Enforce) => Effect::Deny,
+            (true, Mode::Warn) => Effect::Warn,
+            (true, Mode::Audit) => Effect::Audit,
+        };
+        let reason = || {
+            format!(
+                "{}: {}",
+                policy.name,
+                outcome.message().unwrap_or_else(|| "denied".into())
+            )
+        };
+        match effect {
+            Effect::Deny => {
+                self.denials.push(reason());
+                if let Outcome::Verdict(verdict) = &outcome {
+                    self.code = self.code.or(verdict.code);
+                }
+            }
+            Effect::Warn => self.warnings.push(reason()),
+            Effect::Allow | Effect::Audit => {}
+        }
+        if let (Outcome::Verdict(verdict), false) = (&outcome, policy.mode == Mode::Audit) {
+            self.warnings
+                .extend(verdict.warnings.iter().map(|warning| format!("{}: {warning}", policy.name)));
+        }
+        self.outcomes.push(PolicyOutcome {
+            name: policy.name.clone(),
+            mode: policy.mode,
+            outcome,
+            effect,
+            duration,
+        });
+    }
+
+    fn finish(self) -> Decision {
+        let allowed = self.denials.is_empty();
+        Decision {
+            allowed,
+            code: if allowed { 200 } else { self.code.unwrap_or(DEFAULT_DENIAL_CODE) },
+            message: (!allowed).then(|| self.denials.join("\n")),
+            warnings: self.warnings,
+            // A denied request is not mutated.
+            patch: (allowed && !self.operations.is_empty()).then(|| json_patch::Patch(self.operations)),
+            policies: self.outcomes,
+        }
+    }
+}

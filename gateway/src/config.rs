@@ -1,0 +1,524 @@
+//! The gateway's configuration: a YAML file, read once into typed values.
+//!
+//! Unknown keys are errors, and every error names the file, the key path
+//! (`policies[1].timeout`) and, where the parser knows it, the line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::Error as _;
+
+use crate::admission::{Operation, Origin};
+use crate::policy::{self, builtin};
+
+/// The configuration used when none is given: `pod-security` at
+/// `baseline`, enforcing.
+pub const DEFAULT: &str = include_str!("../../policies/default.yaml");
+
+/// How long a policy may run when the configuration does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The most a policy's `timeout` may be.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much memory a policy gets when the configuration does not say.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+
+/// The least memory a policy may be given (one WebAssembly page).
+const MIN_MEMORY: u64 = 64 << 10;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where compiled policies are cached (default: `$PORTCULLIS_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/portcullis`, else `~/.cache/portcullis`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// The policies, evaluated in this order.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// One policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name, shown in decisions, logs and metrics.
+    pub name: String,
+    /// Where the policy's component comes from.
+    pub module: ModuleSource,
+    /// Settings handed to the policy (any YAML, passed on as JSON).
+    #[serde(default = "empty_settings")]
+    pub settings: serde_json::Value,
+    /// What a denial does.
+    #[serde(default)]
+    pub mode: Mode,
+    /// What a failure of the policy does.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Deadline of one evaluation (`250ms`, `2s`).
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Memory cap of one evaluation (`64MiB`).
+    #[serde(default = "default_memory", deserialize_with = "byte_size")]
+    pub memory: u64,
+    /// Which requests the policy sees; everything when absent.
+    #[serde(default, rename = "match")]
+    pub matches: MatchConfig,
+}
+
+/// Where a policy's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    /// `builtin:<name>`: embedded in the binary.
+    Builtin(String),
+    /// A `.wasm` component file; relative paths are relative to the
+    /// configuration file.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for ModuleSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.strip_prefix("builtin:") {
+            Some(name) if builtin::find(name).is_some() => Ok(ModuleSource::Builtin(name.to_owned())),
+            Some(name) => Err(D::Error::custom(format!(
+                "unknown built-in policy `{name}`; built-in policies: {}",
+                builtin::names().collect::<Vec<_>>().join(", ")
+            ))),
+            None if text.is_empty() => Err(D::Error::custom("empty module path")),
+            None => Ok(ModuleSource::File(PathBuf::from(text))),
+        }
+    }
+}
+
+impl fmt::Display for ModuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleSource::Builtin(name) => write!(f, "builtin:{name}"),
+            ModuleSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What a policy's denial does to the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A denial denies the request.
+    #[default]
+    Enforce,
+    /// A denial becomes a warning to the client.
+    Warn,
+    /// A denial is only recorded.
+    Audit,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+/// What a policy that fails (times out, traps, runs out of memory, returns
+/// garbage) does to the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Count the failure as a denial (subject to the policy's mode).
+    #[default]
+    Deny,
+    /// Ignore the failure (it is still logged).
+    Allow,
+}
+
+/// Which requests a policy sees. Every listed criterion must hold; an empty
+/// list matches everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Front doors: `kubernetes`, `docker`.
+    #[serde(default, deserialize_with = "origins")]
+    pub origins: Vec<Origin>,
+    /// Operations: `CREATE`, `UPDATE`, `DELETE`, `CONNECT` (any case).
+    #[serde(default, deserialize_with = "operations")]
+    pub operations: Vec<Operation>,
+    /// Kinds: `Kind`, `group/Kind` (`apps/Deployment`, `core/Pod`,
+    /// `docker/Container`), with `*` for any group or kind.
+    #[serde(default)]
+    pub kinds: Vec<KindPattern>,
+    /// Namespaces to include or exclude.
+    #[serde(default)]
+    pub namespaces: NamespaceMatch,
+}
+
+/// Namespace selection. Names match exactly, or by prefix with a trailing `*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceMatch {
+    /// Only these namespaces (requests without a namespace, such as Docker
+    /// ones, then never match).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Never these namespaces.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// A kind pattern: an optional group and a kind, either of which may be `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindPattern {
+    /// The API group; `None` for any, `Some("")` for the core group.
+    pub group: Option<String>,
+    /// The kind; `None` for any.
+    pub kind: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for KindPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let any = |part: &str| (part != "*").then(|| part.to_owned());
+        let (group, kind) = match text.split_once('/') {
+            None => (None, text.as_str()),
+            Some(("core", kind)) => (Some(String::new()), kind),
+            Some((group, kind)) => (any(group), kind),
+        };
+        if kind.is_empty() || kind.contains('/') || group.as_deref() == Some("") && text.starts_with('/') {
+            return Err(D::Error::custom(format!(
+                "`{text}` is not a kind pattern (`Kind`, `group/Kind`, `core/Kind`, `*`)"
+            )));
+        }
+        Ok(KindPattern { group, kind: any(kind) })
+    }
+}
+
+/// An error in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or does not have the expected shape.
+    #[error("{origin}: {key}{message}")]
+    Invalid {
+        /// The file, or `built-in default`.
+        origin: String,
+        /// The key path, followed by `: `, or empty at the top level.
+        key: String,
+        /// What is wrong (with the line, and a snippet, when known).
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads the configuration from a file. Relative module paths are
+    /// resolved against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for policy in &mut config.policies {
+            if let ModuleSource::File(module) = &mut policy.module {
+                *module = base.join(&*module);
+            }
+        }
+        if let Some(dir) = &mut config.cache_dir {
+            *dir = base.join(&*dir);
+        }
+        Ok(config)
+    }
+
+    /// The built-in default configuration.
+    pub fn default_config() -> Self {
+        Self::parse(DEFAULT, "built-in default").unwrap_or_else(|error| {
+            // The default is part of the binary and covered by tests.
+            unreachable!("the built-in default configuration is invalid: {error}")
+        })
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut key = String::new();
+        let config: Config = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                key = error.path().to_string();
+                error.into_inner()
+            })
+        })
+        .map_err(|error| invalid(origin, &key, error.to_string()))?;
+        config.check().map_err(|(key, message)| invalid(origin, &key, message))?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    fn check(&self) -> Result<(), (String, String)> {
+        for (index, policy) in self.policies.iter().enumerate() {
+            let key = |field: &str| format!("policies[{index}].{field}");
+            let valid_name = !policy.name.is_empty()
+                && policy
+                    .name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+            if !valid_name {
+                return Err((
+                    key("name"),
+                    format!("`{}` is not a policy name (lowercase letters, digits, `-` and `_`)", policy.name),
+                ));
+            }
+            if self.policies[..index].iter().any(|other| other.name == policy.name) {
+                return Err((key("name"), format!("duplicate policy name `{}`", policy.name)));
+            }
+            if policy.timeout.is_zero() || policy.timeout > MAX_TIMEOUT {
+                return Err((
+                    key("timeout"),
+                    format!("must be more than 0 and at most {}s", MAX_TIMEOUT.as_secs()),
+                ));
+            }
+            if !(MIN_MEMORY..=policy::MAX_MEMORY).contains(&policy.memory) {
+                return Err((
+                    key("memory"),
+                    format!("must be between 64KiB and {}MiB", policy::MAX_MEMORY >> 20),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(origin: &str, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key: if key.is_empty() || key == "." {
+            String::new()
+        } else {
+            format!("{key}: ")
+        },
+        message,
+    }
+}
+
+fn empty_settings() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY
+}
+
+/// Reads a duration written as a number and a unit: `500ms`, `2s`, `1m`.
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).ok_or_else(|| {
+        D::Error::custom(format!(
+            "`{text}` is not a duration; write a number and a unit: `500ms`, `2s`, `1m`"
+        ))
+    })
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, unit) = split_unit(text)?;
+    let scale = match unit {
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(number * scale).ok()
+}
+
+/// Reads a size written as a number and a unit: `64MiB`, `512KiB`, `1GiB`
+/// (binary) or `64MB` (decimal).
+fn byte_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_byte_size(&text).ok_or_else(|| {
+        D::Error::custom(format!(
+            "`{text}` is not a size; write a number and a unit: `64MiB`, `512KiB`, `1GiB`"
+        ))
+    })
+}
+
+fn parse_byte_size(text: &str) -> Option<u64> {
+    let (number, unit) = split_unit(text)?;
+    let scale: f64 = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    // `as` saturates; the range check keeps nonsense like `1e30GiB` out.
+    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// Splits `12.5ms` into `12.5` and `ms`; the number must be non-negative.
+fn split_unit(text: &str) -> Option<(f64, &str)> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    (number.is_finite() && number >= 0.0).then_some((number, unit.trim()))
+}
+
+fn origins<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Origin>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|name| match name.as_str() {
+            "kubernetes" => Ok(Origin::Kubernetes),
+            "docker" => Ok(Origin::Docker),
+            other => Err(D::Error::custom(format!(
+                "unknown origin `{other}`, expected `kubernetes` or `docker`"
+            ))),
+        })
+        .collect()
+}
+
+fn operations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Operation>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|name| match name.to_ascii_uppercase().as_str() {
+            "CREATE" => Ok(Operation::Create),
+            "UPDATE" => Ok(Operation::Update),
+            "DELETE" => Ok(Operation::Delete),
+            "CONNECT" => Ok(Operation::Connect),
+            _ => Err(D::Error::custom(format!(
+                "unknown operation `{name}`, expected CREATE, UPDATE, DELETE or CONNECT"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        match Config::parse(text, "test.yaml") {
+            Ok(config) => panic!("accepted {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_default_configuration_enforces_baseline_pod_security() {
+        let config = Config::default_config();
+        assert_eq!(config.policies.len(), 1);
+        let policy = &config.policies[0];
+        assert_eq!(policy.module, ModuleSource::Builtin("pod-security".into()));
+        assert_eq!(policy.mode, Mode::Enforce);
+        assert_eq!(policy.settings["level"], "baseline");
+    }
+
+    #[test]
+    fn a_full_policy_entry_is_read() {
+        let config = Config::parse(
+            r#"
+policies:
+  - name: pss
+    module: builtin:pod-security
+    settings: {level: restricted, version: v1.30}
+    mode: warn
+    on_error: allow
+    timeout: 1.5s
+    memory: 16MiB
+    match:
+      origins: [kubernetes]
+      operations: [create, UPDATE]
+      kinds: [Pod, apps/Deployment, "core/*", "*/CronJob"]
+      namespaces: {include: [team-*], exclude: [kube-system]}
+"#,
+            "test.yaml",
+        )
+        .expect("valid");
+        let policy = &config.policies[0];
+        assert_eq!(policy.mode, Mode::Warn);
+        assert_eq!(policy.on_error, OnError::Allow);
+        assert_eq!(policy.timeout, Duration::from_millis(1500));
+        assert_eq!(policy.memory, 16 << 20);
+        assert_eq!(policy.matches.operations, [Operation::Create, Operation::Update]);
+        assert_eq!(
+            policy.matches.kinds,
+            [
+                KindPattern { group: None, kind: Some("Pod".into()) },
+                KindPattern { group: Some("apps".into()), kind: Some("Deployment".into()) },
+                KindPattern { group: Some(String::new()), kind: None },
+                KindPattern { group: None, kind: Some("CronJob".into()) },
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path_and_line() {
+        let message = error("policies:\n  - name: a\n    module: builtin:pod-security\n    moed: warn\n");
+        assert!(message.starts_with("test.yaml: policies[0].moed: "), "{message}");
+        assert!(message.contains("unknown field `moed`"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+        let message = error("polices: []\n");
+        assert!(message.contains("unknown field `polices`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key, words) in [
+            ("policies: [{name: a, module: builtin:nope}]", "policies[0].module", "unknown built-in policy `nope`"),
+            ("policies: [{name: a, module: x.wasm, mode: enforcing}]", "policies[0].mode", "unknown variant `enforcing`"),
+            ("policies: [{name: a, module: x.wasm, timeout: soon}]", "policies[0].timeout", "not a duration"),
+            ("policies: [{name: a, module: x.wasm, timeout: 0s}]", "policies[0].timeout", "more than 0"),
+            ("policies: [{name: a, module: x.wasm, memory: 2GiB}]", "policies[0].memory", "between"),
+            ("policies: [{name: a, module: x.wasm, memory: lots}]", "policies[0].memory", "not a size"),
+            ("policies: [{name: A B, module: x.wasm}]", "policies[0].name", "not a policy name"),
+            ("policies: [{name: a, module: x.wasm}, {name: a, module: y.wasm}]", "policies[1].name", "duplicate"),
+            ("policies: [{name: a, module: x.wasm, match: {operations: [PATCH]}}]", "policies[0].match.operations", "unknown operation"),
+            ("policies: [{name: a, module: x.wasm, match: {origins: [podman]}}]", "policies[0].match.origins", "unknown origin"),
+            ("policies: [{name: a, module: x.wasm, match: {kinds: [a/b/c]}}]", "policies[0].match.kinds", "not a kind pattern"),
+            ("policies: [{name: a}]", "policies[0]", "missing field `module`"),
+        ] {
+            let message = error(text);
+            assert!(message.starts_with(&format!("test.yaml: {key}")), "{text}: {message}");
+            assert!(message.contains(words), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn malformed_yaml_is_reported_with_its_line() {
+        let message = error("policies: [\n");
+        assert!(message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_byte_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_byte_size("1.5KiB"), Some(1536));
+        assert_eq!(parse_byte_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_byte_size("-1MiB"), None);
+        assert_eq!(parse_byte_size("1e30GiB"), None);
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("10h"), None);
+    }
+}

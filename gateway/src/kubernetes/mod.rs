@@ -1,0 +1,3 @@
+//! The Kubernetes front door: AdmissionReview in, decisions out.
+
+pub mod review;

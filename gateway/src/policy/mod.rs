@@ -1,0 +1,395 @@
+//! The WebAssembly policy host.
+//!
+//! One [`Host`] owns the wasmtime [`Engine`] and [`Linker`] for the whole
+//! process. Loading a policy compiles it once (or takes it from the on-disk
+//! cache) and links it into an `InstancePre`; every evaluation then gets a
+//! fresh [`Store`] and instance from the pooling allocator, so nothing leaks
+//! from one request to the next, under two limits: a deadline enforced by
+//! epoch interruption (the engine's epoch ticks every millisecond) and a cap
+//! on linear memory enforced by a resource limiter. Failures come back as a
+//! typed [`EvalError`], classified by trap code and store state, never by
+//! the text of an error message.
+
+pub mod bindings;
+pub mod builtin;
+mod cache;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+pub use self::cache::CacheError;
+use self::cache::{CompileCache, sha256_hex};
+use self::store::EvalState;
+use bindings::types::Request;
+use bindings::{Policy, PolicyPre};
+
+/// How often the engine's epoch advances: the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The most memory a policy may be given; the pooling allocator sizes its
+/// slots for it.
+pub const MAX_MEMORY: u64 = 1 << 30;
+
+/// Evaluations that may run at once; more fail to instantiate (and follow
+/// their policy's `on_error`) rather than exhaust the machine.
+const MAX_CONCURRENT_INSTANCES: u32 = 256;
+
+/// Bounds on what a verdict may carry back to a client.
+const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+const MAX_WARNINGS: usize = 64;
+const MAX_WARNING_BYTES: usize = 4 * 1024;
+const MAX_ANNOTATIONS: usize = 64;
+const MAX_PATCH_BYTES: usize = 1024 * 1024;
+
+/// Options for creating a [`Host`].
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Where compiled policies are cached; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The per-evaluation limits of one policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time one evaluation may take.
+    pub timeout: Duration,
+    /// Linear memory one instance may use, in bytes.
+    pub memory: u64,
+}
+
+/// Why a host could not be created or a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The wasmtime engine rejected its configuration.
+    #[error("failed to configure the WebAssembly engine")]
+    Engine(#[source] wasmtime::Error),
+    /// Without the thread that advances the epoch no deadline would fire.
+    #[error("cannot start the thread that enforces policy deadlines")]
+    Ticker(#[source] std::io::Error),
+    /// The compilation cache cannot be used.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A policy file cannot be read.
+    #[error("cannot read policy module {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("policy module is not a valid WebAssembly component")]
+    Compile(#[source] wasmtime::Error),
+    /// The component does not fit the `portcullis:policy` world, or imports
+    /// something the sandbox does not grant.
+    #[error("policy module does not implement the portcullis:policy@0.1.0 world with only the imports it grants")]
+    Link(#[source] wasmtime::Error),
+}
+
+/// Why an evaluation produced no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The policy ran past its deadline and was stopped.
+    #[error("policy ran past its deadline of {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The policy asked for more memory than its cap.
+    #[error("policy exceeded its memory limit of {} bytes", .0)]
+    OutOfMemory(u64),
+    /// The policy trapped (a panic, an unreachable instruction, a stack
+    /// overflow, an out-of-bounds access, …).
+    #[error("policy trapped: {detail}")]
+    Trap {
+        /// The trap code, when the failure was a WebAssembly trap.
+        code: Option<Trap>,
+        /// What wasmtime reported, for the operator.
+        detail: String,
+    },
+    /// The policy answered, but not with a usable verdict.
+    #[error("policy returned an invalid verdict: {0}")]
+    InvalidVerdict(String),
+    /// A fresh instance could not be created (for example, too many
+    /// evaluations at once).
+    #[error("policy could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// The kind of an [`EvalError`], for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// [`EvalError::Timeout`].
+    Timeout,
+    /// [`EvalError::OutOfMemory`].
+    Memory,
+    /// [`EvalError::Trap`] and [`EvalError::Instantiate`].
+    Trap,
+    /// [`EvalError::InvalidVerdict`].
+    Invalid,
+}
+
+impl EvalError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EvalError::Timeout(_) => ErrorKind::Timeout,
+            EvalError::OutOfMemory(_) => ErrorKind::Memory,
+            EvalError::Trap { .. } | EvalError::Instantiate(_) => ErrorKind::Trap,
+            EvalError::InvalidVerdict(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
+/// A policy's verdict, checked: bounded in size, with a parsed patch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Whether the request may go ahead.
+    pub allowed: bool,
+    /// Why, for a person.
+    pub message: Option<String>,
+    /// HTTP status of a denial (400–599).
+    pub code: Option<u16>,
+    /// Warnings for the client.
+    pub warnings: Vec<String>,
+    /// Changes to the object.
+    pub patch: Option<json_patch::Patch>,
+    /// Audit annotations.
+    pub annotations: Vec<(String, String)>,
+}
+
+/// The process-wide WebAssembly host.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<EvalState>,
+    cache: Option<CompileCache>,
+    _ticker: EpochTicker,
+}
+
+impl Host {
+    /// Creates the engine, its linker and, if configured, the compilation cache.
+    pub fn new(options: &HostOptions) -> Result<Self, LoadError> {
+        let engine = Engine::new(&engine_config()).map_err(LoadError::Engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Engine)?;
+        Policy::add_to_linker::<_, HasSelf<EvalState>>(&mut linker, |state| state).map_err(LoadError::Engine)?;
+        let cache = options
+            .cache_dir
+            .as_deref()
+            .map(|dir| CompileCache::open(dir, &engine))
+            .transpose()?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(LoadError::Ticker)?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// Loads a policy from a component's bytes.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Module, LoadError> {
+        let digest = sha256_hex(wasm);
+        let component = match &self.cache {
+            Some(cache) => cache.load(&self.engine, wasm, &digest),
+            None => Component::new(&self.engine, wasm),
+        }
+        .map_err(LoadError::Compile)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(LoadError::Link)?;
+        let pre = PolicyPre::new(pre).map_err(LoadError::Link)?;
+        Ok(Module {
+            name: name.into(),
+            digest,
+            pre,
+        })
+    }
+
+    /// Loads a policy from a `.wasm` file.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<Module, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load(name, &wasm)
+    }
+}
+
+fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+        // A Rust component holds its own module plus a few small adapter
+        // modules; other toolchains use more.
+        .total_core_instances(MAX_CONCURRENT_INSTANCES * 8)
+        .max_core_instances_per_component(16)
+        .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+        .max_memories_per_component(2)
+        .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+        .max_tables_per_component(8)
+        .max_memory_size(MAX_MEMORY as usize);
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// A loaded policy: compiled, linked, ready to instantiate.
+pub struct Module {
+    name: Arc<str>,
+    digest: String,
+    pre: PolicyPre<EvalState>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// The sha256 of the component, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Asks the policy whether it accepts `settings` (JSON text).
+    pub fn validate_settings(&self, settings: &str, limits: Limits) -> Result<Result<(), String>, EvalError> {
+        self.call(limits, |store, policy| policy.call_validate_settings(store, settings))
+    }
+
+    /// Evaluates one request under `settings` (JSON text).
+    pub fn validate(&self, request: &Request, settings: &str, limits: Limits) -> Result<Verdict, EvalError> {
+        let verdict = self.call(limits, |store, policy| policy.call_validate(store, request, settings))?;
+        check(verdict)
+    }
+
+    /// Runs `f` on a fresh instance under `limits`.
+    fn call<R>(
+        &self,
+        limits: Limits,
+        f: impl FnOnce(&mut Store<EvalState>, &Policy) -> wasmtime::Result<R>,
+    ) -> Result<R, EvalError> {
+        let memory = usize::try_from(limits.memory.min(MAX_MEMORY)).unwrap_or(usize::MAX);
+        let mut store = Store::new(self.pre.engine(), EvalState::new(self.name.clone(), memory));
+        store.limiter(|state| state);
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        store.epoch_deadline_trap();
+
+        let result = match self.pre.instantiate(&mut store) {
+            Ok(policy) => f(&mut store, &policy).map_err(|error| classify(&error, store.data(), limits)),
+            Err(error) => Err(match classify(&error, store.data(), limits) {
+                EvalError::Trap { code: None, detail } => EvalError::Instantiate(detail),
+                other => other,
+            }),
+        };
+        store.data().log.finish();
+        result
+    }
+}
+
+/// Epoch ticks for a timeout: rounded up, plus one because the first tick
+/// may come at any moment after the deadline is set.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = timeout.as_nanos().div_ceil(tick).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+}
+
+fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalError {
+    let trap = error.downcast_ref::<Trap>().copied();
+    if state.memory_exceeded {
+        EvalError::OutOfMemory(limits.memory)
+    } else if trap == Some(Trap::Interrupt) {
+        EvalError::Timeout(limits.timeout)
+    } else {
+        EvalError::Trap {
+            code: trap,
+            detail: format!("{error:#}"),
+        }
+    }
+}
+
+/// Checks what a guest returned before any of it reaches a client.
+fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
+    let invalid = |reason: String| Err(EvalError::InvalidVerdict(reason));
+    if let Some(code) = verdict.code
+        && !(400..=599).contains(&code)
+    {
+        return invalid(format!("status code {code} is not an error status (400-599)"));
+    }
+    if verdict.message.as_ref().is_some_and(|message| message.len() > MAX_MESSAGE_BYTES) {
+        return invalid(format!("message is longer than {MAX_MESSAGE_BYTES} bytes"));
+    }
+    if verdict.warnings.len() > MAX_WARNINGS {
+        return invalid(format!("more than {MAX_WARNINGS} warnings"));
+    }
+    if verdict.warnings.iter().any(|warning| warning.len() > MAX_WARNING_BYTES) {
+        return invalid(format!("a warning is longer than {MAX_WARNING_BYTES} bytes"));
+    }
+    if verdict.annotations.len() > MAX_ANNOTATIONS {
+        return invalid(format!("more than {MAX_ANNOTATIONS} annotations"));
+    }
+    let patch = match verdict.patch {
+        None => None,
+        Some(patch) if patch.len() > MAX_PATCH_BYTES => {
+            return invalid(format!("patch is larger than {MAX_PATCH_BYTES} bytes"));
+        }
+        Some(patch) => match serde_json::from_str::<json_patch::Patch>(&patch) {
+            Ok(patch) => Some(patch),
+            Err(error) => return invalid(format!("patch is not an RFC 6902 JSON Patch: {error}")),
+        },
+    };
+    Ok(Verdict {
+        allowed: verdict.allowed,
+        message: verdict.message,
+        code: verdict.code,
+        warnings: verdict.warnings,
+        patch,
+        annotations: verdict.annotations,
+    })
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("portcullis-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The per-evaluation store data: WASI with nothing granted, the memory
+//! limiter, and the policy's log output.
+
+use std::sync::{Arc, Mutex};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{log, types};
+
+/// How much one evaluation may write to the log (host `log` calls plus
+/// stdout and stderr); the rest is dropped and counted.
+const LOG_BUDGET: usize = 64 * 1024;
+
+/// Largest table a policy may grow, in elements.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Data of one short-lived [`wasmtime::Store`].
+pub(crate) struct EvalState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_limit: usize,
+    memory_used: usize,
+    /// Set when the policy asked for more memory than its cap; read after a
+    /// failed call to report the failure as out-of-memory.
+    pub(crate) memory_exceeded: bool,
+    pub(crate) log: LogSink,
+}
+
+impl EvalState {
+    pub(crate) fn new(policy: Arc<str>, memory_limit: usize) -> Self {
+        let log = LogSink::new(policy);
+        // WASI preview 2 with nothing granted: the builder's defaults give no
+        // preopened directories, no environment, no arguments and no
+        // sockets; they are denied here explicitly so a change of default
+        // upstream cannot widen the sandbox.
+        let wasi = WasiCtx::builder()
+            .stdout(log.stream(Stream::Stdout))
+            .stderr(log.stream(Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory_limit,
+            memory_used: 0,
+            memory_exceeded: false,
+            log,
+        }
+    }
+}
+
+impl WasiView for EvalState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for EvalState {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // The cap covers every linear memory of the instance together.
+        let total = self.memory_used - current + desired;
+        if total > self.memory_limit {
+            // Refuse the growth (memory.grow returns -1) rather than trap:
+            // a policy that copes with allocation failure may still answer.
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// The `types` interface defines no functions, only records.
+impl types::Host for EvalState {}
+
+impl log::Host for EvalState {
+    fn log(&mut self, level: log::Level, message: String) {
+        self.log.write(Stream::Log(level), message.as_bytes());
+    }
+}
+
+/// Where a line of policy output came from.
+#[derive(Clone, Copy)]
+enum Stream {
+    Log(log::Level),
+    Stdout,
+    Stderr,
+}
+
+/// Forwards a policy's output to `tracing`, tagged with the policy's name,
+/// within [`LOG_BUDGET`] bytes per evaluation.
+#[derive(Clone)]
+pub(crate) struct LogSink {
+    inner: Arc<Mutex<LogState>>,
+}
+
+struct LogState {
+    policy: Arc<str>,
+    written: usize,
+    dropped: usize,
+}
+
+impl LogSink {
+    fn new(policy: Arc<str>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(LogState {
+                policy,
+                written: 0,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn stream(&self, stream: Stream) -> PolicyOutput {
+        PolicyOutput {
+            sink: self.clone(),
+            stream,
+        }
+    }
+
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let room = LOG_BUDGET.saturating_sub(state.written);
+        let (kept, dropped) = bytes.split_at(bytes.len().min(room));
+        state.written += kept.len();
+        state.dropped += dropped.len();
+        if kept.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(kept);
+        let text = text.trim_end();
+        let policy = &*state.policy;
+        match stream {
+            Stream::Log(log::Level::Trace) => tracing::trace!(policy, "{text}"),
+            Stream::Log(log::Level::Debug) => tracing::debug!(policy, "{text}"),
+            Stream::Log(log::Level::Info) => tracing::info!(policy, "{text}"),
+            Stream::Log(log::Level::Warn) => tracing::warn!(policy, "{text}"),
+            Stream::Log(log::Level::Error) => tracing::error!(policy, "{text}"),
+            Stream::Stdout => tracing::info!(policy, stream = "stdout", "{text}"),
+            Stream::Stderr => tracing::warn!(policy, stream = "stderr", "{text}"),
+        }
+    }
+
+    /// Reports output dropped over the budget, once, at the end of an evaluation.
+    pub(crate) fn finish(&self) {
+        let state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.dropped > 0 {
+            tracing::warn!(
+                policy = &*state.policy,
+                dropped_bytes = state.dropped,
+                "policy output over the {LOG_BUDGET}-byte budget was dropped"
+            );
+        }
+    }
+}
+
+/// A guest's stdout or stderr: always writable, never blocks, never fails
+/// (output past the budget is dropped, so a chatty policy cannot trap on
+/// `println!`).
+struct PolicyOutput {
+    sink: LogSink,
+    stream: Stream,
+}
+
+impl IsTerminal for PolicyOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for PolicyOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(PolicyOutput {
+            sink: self.sink.clone(),
+            stream: self.stream,
+        })
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(PolicyOutput {
+            sink: self.sink.clone(),
+            stream: self.stream,
+        })
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for PolicyOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for PolicyOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        self.sink.write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for PolicyOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.sink.write(self.stream, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
