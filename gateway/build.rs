@@ -8,14 +8,23 @@ const BUILTINS: &[&str] = &["pod-security"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("the gateway lives in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("the gateway lives in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
 
     for watched in ["wasm-plugins/wit", "wasm-plugins/sdk", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     for builtin in BUILTINS {
-        println!("cargo:rerun-if-changed={}", workspace.join("wasm-plugins").join(builtin).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join("wasm-plugins").join(builtin).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
@@ -29,7 +38,12 @@ fn main() {
     };
     for (builtin, component) in BUILTINS.iter().zip(components) {
         let embedded = out_dir.join(format!("{builtin}.wasm"));
-        std::fs::copy(&component, &embedded)
-            .unwrap_or_else(|error| panic!("copying {} to {}: {error}", component.display(), embedded.display()));
+        std::fs::copy(&component, &embedded).unwrap_or_else(|error| {
+            panic!(
+                "copying {} to {}: {error}",
+                component.display(),
+                embedded.display()
+            )
+        });
     }
 }

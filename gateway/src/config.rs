@@ -84,7 +84,9 @@ impl<'de> Deserialize<'de> for ModuleSource {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         match text.strip_prefix("builtin:") {
-            Some(name) if builtin::find(name).is_some() => Ok(ModuleSource::Builtin(name.to_owned())),
+            Some(name) if builtin::find(name).is_some() => {
+                Ok(ModuleSource::Builtin(name.to_owned()))
+            }
             Some(name) => Err(D::Error::custom(format!(
                 "unknown built-in policy `{name}`; built-in policies: {}",
                 builtin::names().collect::<Vec<_>>().join(", ")
@@ -190,12 +192,18 @@ impl<'de> Deserialize<'de> for KindPattern {
             Some(("core", kind)) => (Some(String::new()), kind),
             Some((group, kind)) => (any(group), kind),
         };
-        if kind.is_empty() || kind.contains('/') || group.as_deref() == Some("") && text.starts_with('/') {
+        if kind.is_empty()
+            || kind.contains('/')
+            || group.as_deref() == Some("") && text.starts_with('/')
+        {
             return Err(D::Error::custom(format!(
                 "`{text}` is not a kind pattern (`Kind`, `group/Kind`, `core/Kind`, `*`)"
             )));
         }
-        Ok(KindPattern { group, kind: any(kind) })
+        Ok(KindPattern {
+            group,
+            kind: any(kind),
+        })
     }
 }
 
@@ -262,7 +270,9 @@ impl Config {
             })
         })
         .map_err(|error| invalid(origin, &key, error.to_string()))?;
-        config.check().map_err(|(key, message)| invalid(origin, &key, message))?;
+        config
+            .check()
+            .map_err(|(key, message)| invalid(origin, &key, message))?;
         Ok(config)
     }
 
@@ -271,18 +281,29 @@ impl Config {
         for (index, policy) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{index}].{field}");
             let valid_name = !policy.name.is_empty()
-                && policy
-                    .name
-                    .bytes()
-                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+                && policy.name.bytes().all(|byte| {
+                    byte.is_ascii_lowercase()
+                        || byte.is_ascii_digit()
+                        || byte == b'-'
+                        || byte == b'_'
+                });
             if !valid_name {
                 return Err((
                     key("name"),
-                    format!("`{}` is not a policy name (lowercase letters, digits, `-` and `_`)", policy.name),
+                    format!(
+                        "`{}` is not a policy name (lowercase letters, digits, `-` and `_`)",
+                        policy.name
+                    ),
                 ));
             }
-            if self.policies[..index].iter().any(|other| other.name == policy.name) {
-                return Err((key("name"), format!("duplicate policy name `{}`", policy.name)));
+            if self.policies[..index]
+                .iter()
+                .any(|other| other.name == policy.name)
+            {
+                return Err((
+                    key("name"),
+                    format!("duplicate policy name `{}`", policy.name),
+                ));
             }
             if policy.timeout.is_zero() || policy.timeout > MAX_TIMEOUT {
                 return Err((
@@ -397,7 +418,9 @@ fn origins<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Orig
         .collect()
 }
 
-fn operations<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Operation>, D::Error> {
+fn operations<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Operation>, D::Error> {
     Vec::<String>::deserialize(deserializer)?
         .iter()
         .map(|name| match name.to_ascii_uppercase().as_str() {
@@ -459,22 +482,41 @@ policies:
         assert_eq!(policy.on_error, OnError::Allow);
         assert_eq!(policy.timeout, Duration::from_millis(1500));
         assert_eq!(policy.memory, 16 << 20);
-        assert_eq!(policy.matches.operations, [Operation::Create, Operation::Update]);
+        assert_eq!(
+            policy.matches.operations,
+            [Operation::Create, Operation::Update]
+        );
         assert_eq!(
             policy.matches.kinds,
             [
-                KindPattern { group: None, kind: Some("Pod".into()) },
-                KindPattern { group: Some("apps".into()), kind: Some("Deployment".into()) },
-                KindPattern { group: Some(String::new()), kind: None },
-                KindPattern { group: None, kind: Some("CronJob".into()) },
+                KindPattern {
+                    group: None,
+                    kind: Some("Pod".into())
+                },
+                KindPattern {
+                    group: Some("apps".into()),
+                    kind: Some("Deployment".into())
+                },
+                KindPattern {
+                    group: Some(String::new()),
+                    kind: None
+                },
+                KindPattern {
+                    group: None,
+                    kind: Some("CronJob".into())
+                },
             ]
         );
     }
 
     #[test]
     fn unknown_keys_are_named_with_their_path_and_line() {
-        let message = error("policies:\n  - name: a\n    module: builtin:pod-security\n    moed: warn\n");
-        assert!(message.starts_with("test.yaml: policies[0].moed: "), "{message}");
+        let message =
+            error("policies:\n  - name: a\n    module: builtin:pod-security\n    moed: warn\n");
+        assert!(
+            message.starts_with("test.yaml: policies[0].moed: "),
+            "{message}"
+        );
         assert!(message.contains("unknown field `moed`"), "{message}");
         assert!(message.contains("line 4"), "{message}");
         let message = error("polices: []\n");
@@ -484,21 +526,72 @@ policies:
     #[test]
     fn bad_values_name_the_key() {
         for (text, key, words) in [
-            ("policies: [{name: a, module: builtin:nope}]", "policies[0].module", "unknown built-in policy `nope`"),
-            ("policies: [{name: a, module: x.wasm, mode: enforcing}]", "policies[0].mode", "unknown variant `enforcing`"),
-            ("policies: [{name: a, module: x.wasm, timeout: soon}]", "policies[0].timeout", "not a duration"),
-            ("policies: [{name: a, module: x.wasm, timeout: 0s}]", "policies[0].timeout", "more than 0"),
-            ("policies: [{name: a, module: x.wasm, memory: 2GiB}]", "policies[0].memory", "between"),
-            ("policies: [{name: a, module: x.wasm, memory: lots}]", "policies[0].memory", "not a size"),
-            ("policies: [{name: A B, module: x.wasm}]", "policies[0].name", "not a policy name"),
-            ("policies: [{name: a, module: x.wasm}, {name: a, module: y.wasm}]", "policies[1].name", "duplicate"),
-            ("policies: [{name: a, module: x.wasm, match: {operations: [PATCH]}}]", "policies[0].match.operations", "unknown operation"),
-            ("policies: [{name: a, module: x.wasm, match: {origins: [podman]}}]", "policies[0].match.origins", "unknown origin"),
-            ("policies: [{name: a, module: x.wasm, match: {kinds: [a/b/c]}}]", "policies[0].match.kinds", "not a kind pattern"),
-            ("policies: [{name: a}]", "policies[0]", "missing field `module`"),
+            (
+                "policies: [{name: a, module: builtin:nope}]",
+                "policies[0].module",
+                "unknown built-in policy `nope`",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, mode: enforcing}]",
+                "policies[0].mode",
+                "unknown variant `enforcing`",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, timeout: soon}]",
+                "policies[0].timeout",
+                "not a duration",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, timeout: 0s}]",
+                "policies[0].timeout",
+                "more than 0",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, memory: 2GiB}]",
+                "policies[0].memory",
+                "between",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, memory: lots}]",
+                "policies[0].memory",
+                "not a size",
+            ),
+            (
+                "policies: [{name: A B, module: x.wasm}]",
+                "policies[0].name",
+                "not a policy name",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm}, {name: a, module: y.wasm}]",
+                "policies[1].name",
+                "duplicate",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, match: {operations: [PATCH]}}]",
+                "policies[0].match.operations",
+                "unknown operation",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, match: {origins: [podman]}}]",
+                "policies[0].match.origins",
+                "unknown origin",
+            ),
+            (
+                "policies: [{name: a, module: x.wasm, match: {kinds: [a/b/c]}}]",
+                "policies[0].match.kinds",
+                "not a kind pattern",
+            ),
+            (
+                "policies: [{name: a}]",
+                "policies[0]",
+                "missing field `module`",
+            ),
         ] {
             let message = error(text);
-            assert!(message.starts_with(&format!("test.yaml: {key}")), "{text}: {message}");
+            assert!(
+                message.starts_with(&format!("test.yaml: {key}")),
+                "{text}: {message}"
+            );
             assert!(message.contains(words), "{text}: {message}");
         }
     }

@@ -19,9 +19,9 @@
 
 use super::gojson::{self, Object, Value, join};
 use super::{
-    Borrowed, BorrowedResource, Container, ContainerKind, Device, GroupVersionKind, NormalizeError, Operation,
-    Origin, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl, UserInfo, Volume,
-    VolumeMount, Workload,
+    Borrowed, BorrowedResource, Container, ContainerKind, Device, GroupVersionKind, NormalizeError,
+    Operation, Origin, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl,
+    UserInfo, Volume, VolumeMount, Workload,
 };
 
 /// Name given to the container when the client asked for none.
@@ -33,7 +33,11 @@ const SELINUX_DISABLED_TYPE: &str = "spc_t";
 
 /// Builds the request for a container-create body. `name` is the `name`
 /// query parameter; `api_version` the version prefix the client used.
-pub fn container_create(body: &str, name: Option<String>, api_version: String) -> Result<Request, NormalizeError> {
+pub fn container_create(
+    body: &str,
+    name: Option<String>,
+    api_version: String,
+) -> Result<Request, NormalizeError> {
     let workload = normalize(body, name.as_deref())?;
     Ok(Request {
         uid: String::new(),
@@ -76,7 +80,10 @@ pub fn normalize(body: &str, name: Option<&str>) -> Result<Workload, NormalizeEr
         ..Workload::default()
     };
     let mut container = Container {
-        name: name.filter(|name| !name.is_empty()).unwrap_or(UNNAMED).to_owned(),
+        name: name
+            .filter(|name| !name.is_empty())
+            .unwrap_or(UNNAMED)
+            .to_owned(),
         kind: ContainerKind::Regular,
         index: 0,
         image: root.string("Image", "")?.unwrap_or_default().to_owned(),
@@ -89,7 +96,15 @@ pub fn normalize(body: &str, name: Option<&str>) -> Result<Workload, NormalizeEr
     // Anonymous volumes declared at the top level (`VOLUME` in the API).
     if let Some(volumes) = root.object("Volumes", "")? {
         for (target, _) in volumes.entries() {
-            add_volume(&mut workload, &mut container, target, "persistentVolumeClaim", None, target, false);
+            add_volume(
+                &mut workload,
+                &mut container,
+                target,
+                "persistentVolumeClaim",
+                None,
+                target,
+                false,
+            );
         }
     }
     if let Some(host) = root.object("HostConfig", "")? {
@@ -109,8 +124,16 @@ fn host_config(
     const PATH: &str = "HostConfig";
     context.privileged = host.boolean("Privileged", PATH)?;
     context.read_only_root_filesystem = host.boolean("ReadonlyRootfs", PATH)?;
-    context.capabilities.add = host.str_slice("CapAdd", PATH)?.iter().map(|c| capability(c)).collect();
-    context.capabilities.drop = host.str_slice("CapDrop", PATH)?.iter().map(|c| capability(c)).collect();
+    context.capabilities.add = host
+        .str_slice("CapAdd", PATH)?
+        .iter()
+        .map(|c| capability(c))
+        .collect();
+    context.capabilities.drop = host
+        .str_slice("CapDrop", PATH)?
+        .iter()
+        .map(|c| capability(c))
+        .collect();
     for (index, option) in host.strings("SecurityOpt", PATH)?.iter().enumerate() {
         security_option(option, context, &format!("{PATH}.SecurityOpt[{index}]"))?;
     }
@@ -125,7 +148,9 @@ fn host_config(
         ("PidMode", BorrowedResource::Pid),
         ("IpcMode", BorrowedResource::Ipc),
     ] {
-        let Some(mode) = host.string(field, PATH)? else { continue };
+        let Some(mode) = host.string(field, PATH)? else {
+            continue;
+        };
         if mode == "host" {
             match resource {
                 BorrowedResource::Network => workload.host_network = true,
@@ -159,7 +184,9 @@ fn host_config(
         self::mount(mount.as_object(&path)?, workload, container, &path)?;
     }
     for (target, _) in host.string_map("Tmpfs", PATH)? {
-        add_volume(workload, container, &target, "emptyDir", None, &target, false);
+        add_volume(
+            workload, container, &target, "emptyDir", None, &target, false,
+        );
     }
     for spec in host.strings("VolumesFrom", PATH)? {
         let source = spec.split(':').next().unwrap_or_default();
@@ -173,9 +200,18 @@ fn host_config(
         let path = format!("{PATH}.Devices[{index}]");
         let device = device.as_object(&path)?;
         container.devices.push(Device {
-            host_path: device.string("PathOnHost", &path)?.unwrap_or_default().to_owned(),
-            container_path: device.string("PathInContainer", &path)?.unwrap_or_default().to_owned(),
-            permissions: device.string("CgroupPermissions", &path)?.unwrap_or_default().to_owned(),
+            host_path: device
+                .string("PathOnHost", &path)?
+                .unwrap_or_default()
+                .to_owned(),
+            container_path: device
+                .string("PathInContainer", &path)?
+                .unwrap_or_default()
+                .to_owned(),
+            permissions: device
+                .string("CgroupPermissions", &path)?
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
     // A cgroup rule grants access to device numbers; with the default
@@ -200,14 +236,21 @@ fn host_config(
 /// The engine's spelling of a capability: upper case, without `CAP_`.
 fn capability(name: &str) -> String {
     let upper = name.to_ascii_uppercase();
-    upper.strip_prefix("CAP_").map(str::to_owned).unwrap_or(upper)
+    upper
+        .strip_prefix("CAP_")
+        .map(str::to_owned)
+        .unwrap_or(upper)
 }
 
 /// `--user uid[:gid]` or `name[:group]`: only numeric ids and `root` are
 /// known without the image.
 fn apply_user(user: &str, context: &mut SecurityContext) {
     let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
-    let uid = if uid == "root" { Some(0) } else { uid.parse::<u32>().ok() };
+    let uid = if uid == "root" {
+        Some(0)
+    } else {
+        uid.parse::<u32>().ok()
+    };
     if let Some(uid) = uid {
         context.run_as_user = Some(i64::from(uid));
         context.run_as_non_root = Some(uid != 0);
@@ -218,7 +261,11 @@ fn apply_user(user: &str, context: &mut SecurityContext) {
 }
 
 /// One `--security-opt`, read as the engine's `parseSecurityOpt` reads it.
-fn security_option(option: &str, context: &mut SecurityContext, path: &str) -> Result<(), NormalizeError> {
+fn security_option(
+    option: &str,
+    context: &mut SecurityContext,
+    path: &str,
+) -> Result<(), NormalizeError> {
     let refuse = |why: &str| Err(NormalizeError::new(path, format!("`{option}`: {why}")));
     match option {
         "no-new-privileges" => {
@@ -268,7 +315,11 @@ fn security_option(option: &str, context: &mut SecurityContext, path: &str) -> R
                 "type" => options.type_ = label.to_owned(),
                 "level" => options.level = label.to_owned(),
                 "filetype" => {}
-                _ => return refuse("not an SELinux label option (user:, role:, type:, level:, disable)"),
+                _ => {
+                    return refuse(
+                        "not an SELinux label option (user:, role:, type:, level:, disable)",
+                    );
+                }
             }
         }
         "no-new-privileges" => match go_bool(value) {
@@ -287,12 +338,14 @@ fn security_option(option: &str, context: &mut SecurityContext, path: &str) -> R
 }
 
 fn selinux(context: &mut SecurityContext) -> &mut SeLinuxOptions {
-    context.se_linux_options.get_or_insert_with(|| SeLinuxOptions {
-        user: String::new(),
-        role: String::new(),
-        type_: String::new(),
-        level: String::new(),
-    })
+    context
+        .se_linux_options
+        .get_or_insert_with(|| SeLinuxOptions {
+            user: String::new(),
+            role: String::new(),
+            type_: String::new(),
+            level: String::new(),
+        })
 }
 
 /// Go's `strconv.ParseBool`.
@@ -306,37 +359,81 @@ fn go_bool(text: &str) -> Option<bool> {
 
 /// A `-v` bind: `target`, `source:target` or `source:target:options`; a
 /// source that is an absolute path is a host path, anything else a volume.
-fn bind(spec: &str, workload: &mut Workload, container: &mut Container, path: &str) -> Result<(), NormalizeError> {
+fn bind(
+    spec: &str,
+    workload: &mut Workload,
+    container: &mut Container,
+    path: &str,
+) -> Result<(), NormalizeError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, options) = match parts.as_slice() {
         [target] => ("", *target, ""),
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
-        _ => return Err(NormalizeError::new(path, format!("`{spec}` is not a volume specification"))),
+        _ => {
+            return Err(NormalizeError::new(
+                path,
+                format!("`{spec}` is not a volume specification"),
+            ));
+        }
     };
     if target.is_empty() || parts.len() > 1 && source.is_empty() {
-        return Err(NormalizeError::new(path, format!("`{spec}` is not a volume specification")));
+        return Err(NormalizeError::new(
+            path,
+            format!("`{spec}` is not a volume specification"),
+        ));
     }
     let read_only = options.split(',').any(|option| option == "ro");
     if source.starts_with('/') {
-        add_volume(workload, container, source, "hostPath", Some(source), target, read_only);
+        add_volume(
+            workload,
+            container,
+            source,
+            "hostPath",
+            Some(source),
+            target,
+            read_only,
+        );
     } else {
         let name = if source.is_empty() { target } else { source };
-        add_volume(workload, container, name, "persistentVolumeClaim", None, target, read_only);
+        add_volume(
+            workload,
+            container,
+            name,
+            "persistentVolumeClaim",
+            None,
+            target,
+            read_only,
+        );
     }
     Ok(())
 }
 
 /// A `--mount`.
-fn mount(mount: &Object, workload: &mut Workload, container: &mut Container, path: &str) -> Result<(), NormalizeError> {
+fn mount(
+    mount: &Object,
+    workload: &mut Workload,
+    container: &mut Container,
+    path: &str,
+) -> Result<(), NormalizeError> {
     let kind = mount.string("Type", path)?.unwrap_or_default();
     let source = mount.string("Source", path)?.unwrap_or_default();
     let target = mount.string("Target", path)?.unwrap_or_default();
     let read_only = mount.boolean("ReadOnly", path)?.unwrap_or(false);
     let name = if source.is_empty() { target } else { source };
     match kind {
-        "bind" | "npipe" => add_volume(workload, container, source, "hostPath", Some(source), target, read_only),
-        "tmpfs" => add_volume(workload, container, target, "emptyDir", None, target, read_only),
+        "bind" | "npipe" => add_volume(
+            workload,
+            container,
+            source,
+            "hostPath",
+            Some(source),
+            target,
+            read_only,
+        ),
+        "tmpfs" => add_volume(
+            workload, container, target, "emptyDir", None, target, read_only,
+        ),
         "image" => add_volume(workload, container, name, "image", None, target, read_only),
         "cluster" => add_volume(workload, container, name, "csi", None, target, read_only),
         "volume" => {
@@ -349,10 +446,21 @@ fn mount(mount: &Object, workload: &mut Workload, container: &mut Container, pat
                 Some(driver) => volume_driver(driver, &join(&options_path, "DriverConfig"))?,
                 None => ("persistentVolumeClaim", None),
             };
-            add_volume(workload, container, name, kind, host_path.as_deref(), target, read_only);
+            add_volume(
+                workload,
+                container,
+                name,
+                kind,
+                host_path.as_deref(),
+                target,
+                read_only,
+            );
         }
         other => {
-            return Err(NormalizeError::new(join(path, "Type"), format!("`{other}` is not a mount type")));
+            return Err(NormalizeError::new(
+                join(path, "Type"),
+                format!("`{other}` is not a mount type"),
+            ));
         }
     }
     Ok(())
@@ -360,13 +468,21 @@ fn mount(mount: &Object, workload: &mut Workload, container: &mut Container, pat
 
 /// What a volume with an explicit driver really mounts. The `local` driver
 /// mounts whatever its options say: `o=bind,device=/` is the host's root.
-fn volume_driver(driver: &Object, path: &str) -> Result<(&'static str, Option<String>), NormalizeError> {
+fn volume_driver(
+    driver: &Object,
+    path: &str,
+) -> Result<(&'static str, Option<String>), NormalizeError> {
     let name = driver.string("Name", path)?.unwrap_or_default();
     if !name.is_empty() && name != "local" {
         return Ok(("csi", None));
     }
     let options = driver.string_map("Options", path)?;
-    let option = |key: &str| options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let option = |key: &str| {
+        options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     Ok(match (option("type"), option("device")) {
         (_, None) => ("persistentVolumeClaim", None),
         (Some("nfs" | "nfs4"), Some(_)) => ("nfs", None),
@@ -397,9 +513,15 @@ fn add_volume(
 }
 
 /// `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`.
-fn ports(key: &str, bound: &Value, ports: &mut Vec<Port>, path: &str) -> Result<(), NormalizeError> {
+fn ports(
+    key: &str,
+    bound: &Value,
+    ports: &mut Vec<Port>,
+    path: &str,
+) -> Result<(), NormalizeError> {
     let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
-    let container_port = first_port(port).ok_or_else(|| NormalizeError::new(path, format!("`{key}` is not a port")))?;
+    let container_port = first_port(port)
+        .ok_or_else(|| NormalizeError::new(path, format!("`{key}` is not a port")))?;
     let bindings: &[Value] = match bound {
         Value::Null => &[],
         bound => bound.as_array(path)?,
@@ -411,13 +533,20 @@ fn ports(key: &str, bound: &Value, ports: &mut Vec<Port>, path: &str) -> Result<
         let host_port = if host_port.is_empty() {
             0
         } else {
-            first_port(host_port)
-                .ok_or_else(|| NormalizeError::new(join(&path, "HostPort"), format!("`{host_port}` is not a port")))?
+            first_port(host_port).ok_or_else(|| {
+                NormalizeError::new(
+                    join(&path, "HostPort"),
+                    format!("`{host_port}` is not a port"),
+                )
+            })?
         };
         ports.push(Port {
             container_port,
             host_port,
-            host_ip: binding.string("HostIp", &path)?.unwrap_or_default().to_owned(),
+            host_ip: binding
+                .string("HostIp", &path)?
+                .unwrap_or_default()
+                .to_owned(),
             protocol: protocol.to_ascii_uppercase(),
         });
     }
@@ -447,7 +576,10 @@ mod tests {
         let container = &workload.containers[0];
         assert_eq!(container.name, "web");
         assert_eq!(container.image, "nginx:1.27");
-        assert_eq!(container.security_context.seccomp_profile, Some(SecurityProfile::RuntimeDefault));
+        assert_eq!(
+            container.security_context.seccomp_profile,
+            Some(SecurityProfile::RuntimeDefault)
+        );
         assert_eq!(container.security_context.privileged, None);
         assert_eq!(workload.template_path, None);
     }
@@ -468,14 +600,22 @@ mod tests {
                 "MaskedPaths": []
             }
         }));
-        assert!(workload.host_network && workload.host_ipc && workload.host_uts && workload.host_cgroup);
+        assert!(
+            workload.host_network && workload.host_ipc && workload.host_uts && workload.host_cgroup
+        );
         assert!(!workload.host_pid);
         assert_eq!(workload.host_users, Some(true));
         assert_eq!(
             workload.borrowed,
-            [Borrowed { resource: BorrowedResource::Pid, container: "db".into() }]
+            [Borrowed {
+                resource: BorrowedResource::Pid,
+                container: "db".into()
+            }]
         );
-        assert_eq!(workload.security_context.sysctls[0].name, "net.ipv4.ip_forward");
+        assert_eq!(
+            workload.security_context.sysctls[0].name,
+            "net.ipv4.ip_forward"
+        );
         let container = &workload.containers[0];
         let context = &container.security_context;
         assert_eq!(context.privileged, Some(true));
@@ -483,13 +623,31 @@ mod tests {
         assert_eq!(context.capabilities.drop, ["ALL"]);
         assert_eq!(context.seccomp_profile, Some(SecurityProfile::Unconfined));
         assert_eq!(context.app_armor_profile, Some(SecurityProfile::Unconfined));
-        assert_eq!(context.se_linux_options.as_ref().map(|o| o.type_.as_str()), Some("spc_t"));
+        assert_eq!(
+            context.se_linux_options.as_ref().map(|o| o.type_.as_str()),
+            Some("spc_t")
+        );
         assert_eq!(context.allow_privilege_escalation, Some(false));
         assert_eq!(context.proc_mount.as_deref(), Some("Unmasked"));
-        assert_eq!((context.run_as_user, context.run_as_group, context.run_as_non_root), (Some(1000), Some(1000), Some(true)));
+        assert_eq!(
+            (
+                context.run_as_user,
+                context.run_as_group,
+                context.run_as_non_root
+            ),
+            (Some(1000), Some(1000), Some(true))
+        );
         assert_eq!(container.devices.len(), 2);
         assert_eq!(container.devices[0].host_path, "/dev/sda");
-        assert_eq!(container.ports, [Port { container_port: 80, host_port: 8080, host_ip: String::new(), protocol: "TCP".into() }]);
+        assert_eq!(
+            container.ports,
+            [Port {
+                container_port: 80,
+                host_port: 8080,
+                host_ip: String::new(),
+                protocol: "TCP".into()
+            }]
+        );
     }
 
     #[test]
@@ -503,7 +661,11 @@ mod tests {
         ] {
             let workload = workload(serde_json::json!({"Image": "x", "User": user}));
             let context = &workload.containers[0].security_context;
-            assert_eq!((context.run_as_user, context.run_as_non_root), expected, "{user}");
+            assert_eq!(
+                (context.run_as_user, context.run_as_non_root),
+                expected,
+                "{user}"
+            );
         }
     }
 
@@ -537,7 +699,11 @@ mod tests {
                 ("/data", "persistentVolumeClaim", None),
                 ("/", "hostPath", Some("/")),
                 ("cache", "persistentVolumeClaim", None),
-                ("/var/run/docker.sock", "hostPath", Some("/var/run/docker.sock")),
+                (
+                    "/var/run/docker.sock",
+                    "hostPath",
+                    Some("/var/run/docker.sock")
+                ),
                 ("/etc", "hostPath", Some("/etc")),
                 ("sneaky", "hostPath", Some("/")),
                 ("/anon", "persistentVolumeClaim", None),
@@ -549,33 +715,64 @@ mod tests {
         assert!(workload.containers[0].volume_mounts[1].read_only);
         assert_eq!(
             workload.borrowed,
-            [Borrowed { resource: BorrowedResource::Volumes, container: "other".into() }]
+            [Borrowed {
+                resource: BorrowedResource::Volumes,
+                container: "other".into()
+            }]
         );
     }
 
     #[test]
     fn the_engine_reading_is_the_one_judged() {
         // Case variants and Unicode folding reach the same fields as in Go.
-        let workload = workload(serde_json::json!({"image": "x", "hostconfig": {"PRIVILEGED": true, "Bind\u{017F}": ["/:/h"]}}));
-        assert_eq!(workload.containers[0].security_context.privileged, Some(true));
+        let workload = workload(
+            serde_json::json!({"image": "x", "hostconfig": {"PRIVILEGED": true, "Bind\u{017F}": ["/:/h"]}}),
+        );
+        assert_eq!(
+            workload.containers[0].security_context.privileged,
+            Some(true)
+        );
         assert_eq!(workload.volumes[0].host_path.as_deref(), Some("/"));
         // Two spellings of one field: refused, whatever their order.
-        let ambiguous = error(r#"{"Image": "x", "HostConfig": {"Privileged": false, "privileged": true}}"#);
+        let ambiguous =
+            error(r#"{"Image": "x", "HostConfig": {"Privileged": false, "privileged": true}}"#);
         assert_eq!(ambiguous.path, "HostConfig.Privileged");
-        let duplicate = error(r#"{"Image": "x", "HostConfig": {"Privileged": false, "Privileged": true}}"#);
+        let duplicate =
+            error(r#"{"Image": "x", "HostConfig": {"Privileged": false, "Privileged": true}}"#);
         assert!(duplicate.message.contains("duplicate key"), "{duplicate}");
     }
 
     #[test]
     fn options_the_engine_refuses_are_refused() {
         for (body, path) in [
-            (r#"{"HostConfig": {"SecurityOpt": ["seccomp"]}}"#, "HostConfig.SecurityOpt[0]"),
-            (r#"{"HostConfig": {"SecurityOpt": ["Seccomp=unconfined"]}}"#, "HostConfig.SecurityOpt[0]"),
-            (r#"{"HostConfig": {"SecurityOpt": ["no-new-privileges=maybe"]}}"#, "HostConfig.SecurityOpt[0]"),
-            (r#"{"HostConfig": {"Privileged": "true"}}"#, "HostConfig.Privileged"),
-            (r#"{"HostConfig": {"Binds": ["a:b:c:d"]}}"#, "HostConfig.Binds[0]"),
-            (r#"{"HostConfig": {"Mounts": [{"Type": "magic"}]}}"#, "HostConfig.Mounts[0].Type"),
-            (r#"{"HostConfig": {"PortBindings": {"http/tcp": []}}}"#, "HostConfig.PortBindings.http/tcp"),
+            (
+                r#"{"HostConfig": {"SecurityOpt": ["seccomp"]}}"#,
+                "HostConfig.SecurityOpt[0]",
+            ),
+            (
+                r#"{"HostConfig": {"SecurityOpt": ["Seccomp=unconfined"]}}"#,
+                "HostConfig.SecurityOpt[0]",
+            ),
+            (
+                r#"{"HostConfig": {"SecurityOpt": ["no-new-privileges=maybe"]}}"#,
+                "HostConfig.SecurityOpt[0]",
+            ),
+            (
+                r#"{"HostConfig": {"Privileged": "true"}}"#,
+                "HostConfig.Privileged",
+            ),
+            (
+                r#"{"HostConfig": {"Binds": ["a:b:c:d"]}}"#,
+                "HostConfig.Binds[0]",
+            ),
+            (
+                r#"{"HostConfig": {"Mounts": [{"Type": "magic"}]}}"#,
+                "HostConfig.Mounts[0].Type",
+            ),
+            (
+                r#"{"HostConfig": {"PortBindings": {"http/tcp": []}}}"#,
+                "HostConfig.PortBindings.http/tcp",
+            ),
             (r#"[]"#, ""),
         ] {
             assert_eq!(error(body).path, path, "{body}");
@@ -584,7 +781,9 @@ mod tests {
 
     #[test]
     fn inline_seccomp_profiles_are_not_trusted() {
-        let workload = workload(serde_json::json!({"HostConfig": {"SecurityOpt": [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]}}));
+        let workload = workload(
+            serde_json::json!({"HostConfig": {"SecurityOpt": [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]}}),
+        );
         assert!(matches!(
             workload.containers[0].security_context.seccomp_profile,
             Some(SecurityProfile::Other(_))

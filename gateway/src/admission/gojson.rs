@@ -34,7 +34,8 @@ pub(crate) struct Object(Vec<(String, Value)>);
 
 /// Parses a body; duplicate keys are an error.
 pub(crate) fn parse(text: &str) -> Result<Value, NormalizeError> {
-    serde_json::from_str(text).map_err(|error| NormalizeError::new("", format!("not valid JSON: {error}")))
+    serde_json::from_str(text)
+        .map_err(|error| NormalizeError::new("", format!("not valid JSON: {error}")))
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -132,22 +133,30 @@ impl Object {
                 ),
             ));
         }
-        Ok(first.map(|(_, value)| value).filter(|value| **value != Value::Null))
+        Ok(first
+            .map(|(_, value)| value)
+            .filter(|value| **value != Value::Null))
     }
 
     /// A string field.
     pub(crate) fn string(&self, name: &str, path: &str) -> Result<Option<&str>, NormalizeError> {
-        self.field(name, path)?.map(|value| value.as_str(&join(path, name))).transpose()
+        self.field(name, path)?
+            .map(|value| value.as_str(&join(path, name)))
+            .transpose()
     }
 
     /// A boolean field; absent is `false`, as in Go.
     pub(crate) fn boolean(&self, name: &str, path: &str) -> Result<Option<bool>, NormalizeError> {
-        self.field(name, path)?.map(|value| value.as_bool(&join(path, name))).transpose()
+        self.field(name, path)?
+            .map(|value| value.as_bool(&join(path, name)))
+            .transpose()
     }
 
     /// An object field.
     pub(crate) fn object(&self, name: &str, path: &str) -> Result<Option<&Object>, NormalizeError> {
-        self.field(name, path)?.map(|value| value.as_object(&join(path, name))).transpose()
+        self.field(name, path)?
+            .map(|value| value.as_object(&join(path, name)))
+            .transpose()
     }
 
     /// An array field; absent is empty.
@@ -175,7 +184,11 @@ impl Object {
     }
 
     /// A `map[string]string` field; absent is empty.
-    pub(crate) fn string_map(&self, name: &str, path: &str) -> Result<Vec<(String, String)>, NormalizeError> {
+    pub(crate) fn string_map(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> Result<Vec<(String, String)>, NormalizeError> {
         let Some(map) = self.object(name, path)? else {
             return Ok(Vec::new());
         };
@@ -283,8 +296,14 @@ mod tests {
     #[test]
     fn fields_match_case_insensitively_like_go() {
         let body = object(r#"{"hostconfig": {"PRIVILEGED": true}}"#);
-        let host = body.field("HostConfig", "").expect("unique").expect("present");
-        let privileged = host.as_object("HostConfig").expect("object").field("Privileged", "HostConfig");
+        let host = body
+            .field("HostConfig", "")
+            .expect("unique")
+            .expect("present");
+        let privileged = host
+            .as_object("HostConfig")
+            .expect("object")
+            .field("Privileged", "HostConfig");
         assert_eq!(privileged, Ok(Some(&Value::Bool(true))));
     }
 
@@ -299,9 +318,14 @@ mod tests {
     #[test]
     fn two_keys_for_one_field_are_rejected() {
         let body = object(r#"{"Privileged": false, "privileged": true}"#);
-        let error = body.field("Privileged", "HostConfig").expect_err("ambiguous");
+        let error = body
+            .field("Privileged", "HostConfig")
+            .expect_err("ambiguous");
         assert_eq!(error.path, "HostConfig.Privileged");
-        assert!(error.message.contains("`Privileged` and `privileged`"), "{error}");
+        assert!(
+            error.message.contains("`Privileged` and `privileged`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -318,8 +342,13 @@ mod tests {
 
     #[test]
     fn types_are_checked_with_the_path() {
-        let error = Value::String("yes".into()).as_bool("HostConfig.Privileged").expect_err("not a bool");
-        assert_eq!(error.to_string(), "HostConfig.Privileged: expected a boolean, found a string");
+        let error = Value::String("yes".into())
+            .as_bool("HostConfig.Privileged")
+            .expect_err("not a bool");
+        assert_eq!(
+            error.to_string(),
+            "HostConfig.Privileged: expected a boolean, found a string"
+        );
         assert_eq!(
             Value::String("SYS_ADMIN".into()).as_str_slice("HostConfig.CapAdd"),
             Ok(vec!["SYS_ADMIN".to_string()])

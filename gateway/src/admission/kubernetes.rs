@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    Capabilities, Container, ContainerKind, GroupVersionKind, HandlerHost, NormalizeError, Operation,
-    PodSecurityContext, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl, Volume, VolumeMount,
-    Workload,
+    Capabilities, Container, ContainerKind, GroupVersionKind, HandlerHost, NormalizeError,
+    Operation, PodSecurityContext, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile,
+    Sysctl, Volume, VolumeMount, Workload,
 };
 
 /// Where a kind keeps its pod template, as a JSON Pointer; `None` for kinds
@@ -38,7 +38,10 @@ pub fn resource_for(kind: &str) -> String {
     let lower = kind.to_ascii_lowercase();
     if lower.ends_with('s') || lower.ends_with('x') || lower.ends_with("ch") {
         format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y').filter(|stem| !stem.ends_with(['a', 'e', 'o', 'u'])) {
+    } else if let Some(stem) = lower
+        .strip_suffix('y')
+        .filter(|stem| !stem.ends_with(['a', 'e', 'o', 'u']))
+    {
         format!("{stem}ies")
     } else {
         format!("{lower}s")
@@ -51,7 +54,10 @@ pub fn resource_for(kind: &str) -> String {
 /// sub-resources (`exec`, `status`, `scale`, …) carry other objects.
 pub fn normalize_request(request: &mut Request) -> Result<(), NormalizeError> {
     let judged = matches!(request.operation, Operation::Create | Operation::Update)
-        && matches!(request.sub_resource.as_deref(), None | Some("ephemeralcontainers"));
+        && matches!(
+            request.sub_resource.as_deref(),
+            None | Some("ephemeralcontainers")
+        );
     let Some(object) = request.object.as_deref().filter(|_| judged) else {
         return Ok(());
     };
@@ -64,13 +70,18 @@ pub fn normalize_request(request: &mut Request) -> Result<(), NormalizeError> {
 
 /// Normalizes `object` (JSON text) of the given kind. `Ok(None)` when the
 /// kind runs nothing, or when a controller has no template.
-pub fn normalize(kind: &GroupVersionKind, object: &str) -> Result<Option<Workload>, NormalizeError> {
+pub fn normalize(
+    kind: &GroupVersionKind,
+    object: &str,
+) -> Result<Option<Workload>, NormalizeError> {
     let Some(template_path) = template_path(kind) else {
         return Ok(None);
     };
     let template = match template_path {
         "" => Some(parse::<PodTemplate>(object)?),
-        "/spec/template" => parse::<WithTemplate>(object)?.spec.and_then(|spec| spec.template),
+        "/spec/template" => parse::<WithTemplate>(object)?
+            .spec
+            .and_then(|spec| spec.template),
         _ => parse::<CronJob>(object)?
             .spec
             .and_then(|spec| spec.job_template)
@@ -81,10 +92,17 @@ pub fn normalize(kind: &GroupVersionKind, object: &str) -> Result<Option<Workloa
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(object: &str) -> Result<T, NormalizeError> {
+    // serde would read a struct from an array too; an object is an object.
+    if !object.trim_start().starts_with('{') {
+        return Err(NormalizeError::new("", "expected a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_str(object);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        NormalizeError::new(if path == "." { String::new() } else { path }, error.into_inner().to_string())
+        NormalizeError::new(
+            if path == "." { String::new() } else { path },
+            error.into_inner().to_string(),
+        )
     })
 }
 
@@ -235,7 +253,9 @@ impl From<Profile> for SecurityProfile {
     fn from(profile: Profile) -> Self {
         match profile.kind.as_str() {
             "RuntimeDefault" => SecurityProfile::RuntimeDefault,
-            "Localhost" => SecurityProfile::Localhost(profile.localhost_profile.unwrap_or_default()),
+            "Localhost" => {
+                SecurityProfile::Localhost(profile.localhost_profile.unwrap_or_default())
+            }
             "Unconfined" => SecurityProfile::Unconfined,
             _ => SecurityProfile::Other(profile.kind),
         }
@@ -389,7 +409,11 @@ fn volume(mut fields: BTreeMap<String, serde_json::Value>) -> Volume {
         .and_then(|source| source.get("path"))
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    Volume { name, kind, host_path }
+    Volume {
+        name,
+        kind,
+        host_path,
+    }
 }
 
 impl KubeContainer {
@@ -402,8 +426,14 @@ impl KubeContainer {
             ("livenessProbe", self.liveness_probe.as_ref()),
             ("readinessProbe", self.readiness_probe.as_ref()),
             ("startupProbe", self.startup_probe.as_ref()),
-            ("lifecycle.postStart", lifecycle.and_then(|lifecycle| lifecycle.post_start.as_ref())),
-            ("lifecycle.preStop", lifecycle.and_then(|lifecycle| lifecycle.pre_stop.as_ref())),
+            (
+                "lifecycle.postStart",
+                lifecycle.and_then(|lifecycle| lifecycle.post_start.as_ref()),
+            ),
+            (
+                "lifecycle.preStop",
+                lifecycle.and_then(|lifecycle| lifecycle.pre_stop.as_ref()),
+            ),
         ] {
             if let Some(handler) = handler {
                 handler.collect_hosts(name, &mut handler_hosts);
@@ -429,7 +459,9 @@ impl KubeContainer {
                 app_armor_profile: context.app_armor_profile.map(Into::into),
                 se_linux_options: context.se_linux_options.map(Into::into),
                 proc_mount: context.proc_mount,
-                windows_host_process: context.windows_options.and_then(|options| options.host_process),
+                windows_host_process: context
+                    .windows_options
+                    .and_then(|options| options.host_process),
             },
             ports: self
                 .ports
@@ -438,7 +470,11 @@ impl KubeContainer {
                     container_port: port.container_port,
                     host_port: port.host_port,
                     host_ip: port.host_ip,
-                    protocol: if port.protocol.is_empty() { "TCP".into() } else { port.protocol },
+                    protocol: if port.protocol.is_empty() {
+                        "TCP".into()
+                    } else {
+                        port.protocol
+                    },
                 })
                 .collect(),
             volume_mounts: self
@@ -459,7 +495,11 @@ impl KubeContainer {
 impl Handler {
     fn collect_hosts(&self, name: &str, hosts: &mut Vec<HandlerHost>) {
         for (action, target) in [("httpGet", &self.http_get), ("tcpSocket", &self.tcp_socket)] {
-            if let Some(host) = target.as_ref().and_then(|target| target.host.as_ref()).filter(|host| !host.is_empty()) {
+            if let Some(host) = target
+                .as_ref()
+                .and_then(|target| target.host.as_ref())
+                .filter(|host| !host.is_empty())
+            {
                 hosts.push(HandlerHost {
                     handler: format!("{name}.{action}"),
                     host: host.clone(),
@@ -520,27 +560,64 @@ mod tests {
         assert_eq!(pod.template_path.as_deref(), Some(""));
         assert!(pod.host_network && !pod.host_pid);
         assert_eq!(pod.annotations, [("a".to_string(), "b".to_string())]);
-        assert_eq!(pod.security_context.seccomp_profile, Some(SecurityProfile::RuntimeDefault));
-        assert_eq!(pod.security_context.sysctls[0].name, "kernel.shm_rmid_forced");
-        let kinds: Vec<_> = pod.containers.iter().map(|c| (c.name.as_str(), c.kind, c.index)).collect();
+        assert_eq!(
+            pod.security_context.seccomp_profile,
+            Some(SecurityProfile::RuntimeDefault)
+        );
+        assert_eq!(
+            pod.security_context.sysctls[0].name,
+            "kernel.shm_rmid_forced"
+        );
+        let kinds: Vec<_> = pod
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.index))
+            .collect();
         assert_eq!(
             kinds,
-            [("init", ContainerKind::Init, 0), ("app", ContainerKind::Regular, 0), ("debug", ContainerKind::Ephemeral, 0)]
+            [
+                ("init", ContainerKind::Init, 0),
+                ("app", ContainerKind::Regular, 0),
+                ("debug", ContainerKind::Ephemeral, 0)
+            ]
         );
         let app = &pod.containers[1];
         assert_eq!(app.security_context.privileged, Some(true));
         assert_eq!(app.security_context.capabilities.add, ["NET_ADMIN"]);
-        assert_eq!(app.security_context.se_linux_options.as_ref().map(|o| o.type_.as_str()), Some("spc_t"));
+        assert_eq!(
+            app.security_context
+                .se_linux_options
+                .as_ref()
+                .map(|o| o.type_.as_str()),
+            Some("spc_t")
+        );
         assert_eq!(app.security_context.proc_mount.as_deref(), Some("Unmasked"));
-        assert_eq!(app.security_context.app_armor_profile, Some(SecurityProfile::Localhost("k8s-nginx".into())));
+        assert_eq!(
+            app.security_context.app_armor_profile,
+            Some(SecurityProfile::Localhost("k8s-nginx".into()))
+        );
         assert_eq!(app.ports[0].host_port, 8080);
         assert_eq!(app.ports[0].protocol, "TCP");
         assert_eq!(
             app.handler_hosts,
-            [HandlerHost { handler: "livenessProbe.httpGet".into(), host: "10.0.0.1".into() }]
+            [HandlerHost {
+                handler: "livenessProbe.httpGet".into(),
+                host: "10.0.0.1".into()
+            }]
         );
-        let volumes: Vec<_> = pod.volumes.iter().map(|v| (v.name.as_str(), v.kind.as_str(), v.host_path.as_deref())).collect();
-        assert_eq!(volumes, [("root", "hostPath", Some("/")), ("tmp", "emptyDir", None), ("odd", "", None)]);
+        let volumes: Vec<_> = pod
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.kind.as_str(), v.host_path.as_deref()))
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("root", "hostPath", Some("/")),
+                ("tmp", "emptyDir", None),
+                ("odd", "", None)
+            ]
+        );
     }
 
     #[test]
@@ -558,17 +635,32 @@ mod tests {
             ("batch", "Job"),
             ("", "ReplicationController"),
         ] {
-            let workload = workload(group, kind, serde_json::json!({"spec": {"template": template}}));
-            assert_eq!(workload.template_path.as_deref(), Some("/spec/template"), "{kind}");
+            let workload = workload(
+                group,
+                kind,
+                serde_json::json!({"spec": {"template": template}}),
+            );
+            assert_eq!(
+                workload.template_path.as_deref(),
+                Some("/spec/template"),
+                "{kind}"
+            );
             assert_eq!(workload.containers[0].image, "nginx", "{kind}");
-            assert_eq!(workload.labels, [("app".to_string(), "web".to_string())], "{kind}");
+            assert_eq!(
+                workload.labels,
+                [("app".to_string(), "web".to_string())],
+                "{kind}"
+            );
         }
         let cronjob = workload(
             "batch",
             "CronJob",
             serde_json::json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
         );
-        assert_eq!(cronjob.template_path.as_deref(), Some("/spec/jobTemplate/spec/template"));
+        assert_eq!(
+            cronjob.template_path.as_deref(),
+            Some("/spec/jobTemplate/spec/template")
+        );
         assert_eq!(cronjob.containers[0].name, "app");
     }
 
@@ -576,7 +668,10 @@ mod tests {
     fn other_kinds_and_missing_templates_have_no_workload() {
         assert_eq!(normalize(&gvk("", "Service"), "{}"), Ok(None));
         assert_eq!(normalize(&gvk("example.com", "Deployment"), "{}"), Ok(None));
-        assert_eq!(normalize(&gvk("", "ReplicationController"), r#"{"spec": {}}"#), Ok(None));
+        assert_eq!(
+            normalize(&gvk("", "ReplicationController"), r#"{"spec": {}}"#),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -586,10 +681,16 @@ mod tests {
             r#"{"spec": {"template": {"spec": {"containers": [{"name": "a", "securityContext": {"privileged": "yes"}}]}}}}"#,
         )
         .expect_err("a string is not a boolean");
-        assert_eq!(error.path, "spec.template.spec.containers[0].securityContext.privileged");
+        assert_eq!(
+            error.path,
+            "spec.template.spec.containers[0].securityContext.privileged"
+        );
         assert!(error.message.contains("expected a boolean"), "{error}");
-        let error = normalize(&gvk("", "Pod"), r#"{"spec": {"containers": [{"ports": [{"containerPort": 70000}]}]}}"#)
-            .expect_err("out of range");
+        let error = normalize(
+            &gvk("", "Pod"),
+            r#"{"spec": {"containers": [{"ports": [{"containerPort": 70000}]}]}}"#,
+        )
+        .expect_err("out of range");
         assert_eq!(error.path, "spec.containers[0].ports[0].containerPort");
         let error = normalize(&gvk("", "Pod"), "[1, 2]").expect_err("not an object");
         assert_eq!(error.path, "");

@@ -18,13 +18,19 @@ impl Matcher {
     pub(crate) fn matches(&self, request: &Request) -> bool {
         let config = &self.config;
         let any_or = |empty: bool, found: bool| empty || found;
-        any_or(config.origins.is_empty(), config.origins.contains(&request.origin))
-            && any_or(config.operations.is_empty(), config.operations.contains(&request.operation))
-            && any_or(
-                config.kinds.is_empty(),
-                config.kinds.iter().any(|pattern| kind_matches(pattern, request)),
-            )
-            && self.namespace_matches(request.namespace.as_deref())
+        any_or(
+            config.origins.is_empty(),
+            config.origins.contains(&request.origin),
+        ) && any_or(
+            config.operations.is_empty(),
+            config.operations.contains(&request.operation),
+        ) && any_or(
+            config.kinds.is_empty(),
+            config
+                .kinds
+                .iter()
+                .any(|pattern| kind_matches(pattern, request)),
+        ) && self.namespace_matches(request.namespace.as_deref())
     }
 
     fn namespace_matches(&self, namespace: Option<&str>) -> bool {
@@ -32,16 +38,29 @@ impl Matcher {
         match namespace {
             None => namespaces.include.is_empty(),
             Some(namespace) => {
-                (namespaces.include.is_empty() || namespaces.include.iter().any(|p| name_matches(p, namespace)))
-                    && !namespaces.exclude.iter().any(|p| name_matches(p, namespace))
+                (namespaces.include.is_empty()
+                    || namespaces
+                        .include
+                        .iter()
+                        .any(|p| name_matches(p, namespace)))
+                    && !namespaces
+                        .exclude
+                        .iter()
+                        .any(|p| name_matches(p, namespace))
             }
         }
     }
 }
 
 fn kind_matches(pattern: &KindPattern, request: &Request) -> bool {
-    pattern.group.as_ref().is_none_or(|group| *group == request.kind.group)
-        && pattern.kind.as_ref().is_none_or(|kind| *kind == request.kind.kind)
+    pattern
+        .group
+        .as_ref()
+        .is_none_or(|group| *group == request.kind.group)
+        && pattern
+            .kind
+            .as_ref()
+            .is_none_or(|kind| *kind == request.kind.kind)
 }
 
 /// An exact name, or a prefix followed by `*`.
@@ -101,8 +120,18 @@ mod tests {
     fn kinds_match_by_group_and_kind() {
         let pods_and_apps = matcher("{kinds: [core/Pod, apps/*]}");
         assert!(pods_and_apps.matches(&request(Origin::Kubernetes, "", "Pod", Some("a"))));
-        assert!(pods_and_apps.matches(&request(Origin::Kubernetes, "apps", "StatefulSet", Some("a"))));
-        assert!(!pods_and_apps.matches(&request(Origin::Kubernetes, "example.com", "Pod", Some("a"))));
+        assert!(pods_and_apps.matches(&request(
+            Origin::Kubernetes,
+            "apps",
+            "StatefulSet",
+            Some("a")
+        )));
+        assert!(!pods_and_apps.matches(&request(
+            Origin::Kubernetes,
+            "example.com",
+            "Pod",
+            Some("a")
+        )));
         assert!(!pods_and_apps.matches(&request(Origin::Kubernetes, "batch", "Job", Some("a"))));
     }
 

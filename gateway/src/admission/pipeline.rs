@@ -179,17 +179,29 @@ impl Pipeline {
 
     /// The loaded policies: name, module source, mode and module digest.
     pub fn summary(&self) -> impl Iterator<Item = (&str, &str, Mode, &str)> {
-        self.policies
-            .iter()
-            .map(|policy| (policy.name.as_str(), policy.source.as_str(), policy.mode, policy.module.digest()))
+        self.policies.iter().map(|policy| {
+            (
+                policy.name.as_str(),
+                policy.source.as_str(),
+                policy.mode,
+                policy.module.digest(),
+            )
+        })
     }
 
     /// Decides one request.
     pub fn evaluate(&self, request: &Request) -> Decision {
         let mut merge = Merge::new(request);
-        for policy in self.policies.iter().filter(|policy| policy.matcher.matches(request)) {
+        for policy in self
+            .policies
+            .iter()
+            .filter(|policy| policy.matcher.matches(request))
+        {
             let started = Instant::now();
-            let outcome = match policy.module.validate(request, &policy.settings, policy.limits) {
+            let outcome = match policy
+                .module
+                .validate(request, &policy.settings, policy.limits)
+            {
                 Ok(verdict) => Outcome::Verdict(verdict),
                 Err(error) => Outcome::Failed(Arc::new(error)),
             };
@@ -283,15 +295,25 @@ impl<'r> Merge<'r> {
         let Outcome::Verdict(verdict) = &outcome else {
             return outcome;
         };
-        let Some(patch) = verdict.patch.as_ref().filter(|_| verdict.allowed && policy.mode == Mode::Enforce) else {
+        let Some(patch) = verdict
+            .patch
+            .as_ref()
+            .filter(|_| verdict.allowed && policy.mode == Mode::Enforce)
+        else {
             return outcome;
         };
         let failed = |reason: String| Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)));
         if self.patched.is_none() {
-            let object = self.request.object.as_deref().map(serde_json::from_str::<serde_json::Value>);
+            let object = self
+                .request
+                .object
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>);
             match object {
                 Some(Ok(object)) => self.patched = Some(object),
-                Some(Err(error)) => return failed(format!("the object cannot be patched: {error}")),
+                Some(Err(error)) => {
+                    return failed(format!("the object cannot be patched: {error}"));
+                }
                 None => return failed("a patch was returned but the request has no object".into()),
             }
         }
@@ -339,8 +361,12 @@ impl<'r> Merge<'r> {
             Effect::Allow | Effect::Audit => {}
         }
         if let (Outcome::Verdict(verdict), false) = (&outcome, policy.mode == Mode::Audit) {
-            self.warnings
-                .extend(verdict.warnings.iter().map(|warning| format!("{}: {warning}", policy.name)));
+            self.warnings.extend(
+                verdict
+                    .warnings
+                    .iter()
+                    .map(|warning| format!("{}: {warning}", policy.name)),
+            );
         }
         self.outcomes.push(PolicyOutcome {
             name: policy.name.clone(),
@@ -355,11 +381,16 @@ impl<'r> Merge<'r> {
         let allowed = self.denials.is_empty();
         Decision {
             allowed,
-            code: if allowed { 200 } else { self.code.unwrap_or(DEFAULT_DENIAL_CODE) },
+            code: if allowed {
+                200
+            } else {
+                self.code.unwrap_or(DEFAULT_DENIAL_CODE)
+            },
             message: (!allowed).then(|| self.denials.join("\n")),
             warnings: self.warnings,
             // A denied request is not mutated.
-            patch: (allowed && !self.operations.is_empty()).then(|| json_patch::Patch(self.operations)),
+            patch: (allowed && !self.operations.is_empty())
+                .then_some(json_patch::Patch(self.operations)),
             policies: self.outcomes,
         }
     }

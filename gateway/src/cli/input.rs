@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::admission::{self, GroupVersionKind, NormalizeError, Operation, Origin, Request, UserInfo};
+use crate::admission::{
+    self, GroupVersionKind, NormalizeError, Operation, Origin, Request, UserInfo,
+};
 use crate::kubernetes::review::{self, ReviewError};
 
 /// Largest request file accepted (the API server's own limit is 3 MiB).
@@ -54,7 +56,10 @@ pub(crate) fn read(path: &Path, docker: bool) -> Result<Request, InputError> {
     let Value::Object(fields) = &value else {
         return Err(InputError::Unrecognised);
     };
-    match (fields.get("kind").and_then(Value::as_str), fields.get("apiVersion")) {
+    match (
+        fields.get("kind").and_then(Value::as_str),
+        fields.get("apiVersion"),
+    ) {
         (Some("AdmissionReview"), _) => Ok(review::parse(value.to_string().as_bytes())?.request),
         (Some(_), Some(_)) => manifest_request(value),
         _ if looks_like_docker(fields) => Ok(docker_request(&bytes, path)?),
@@ -66,7 +71,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, InputError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(InputError::Read)?;
     let mut bytes = Vec::new();
-    file.take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(InputError::Read)?;
+    file.take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(InputError::Read)?;
     if bytes.len() as u64 > MAX_INPUT {
         return Err(InputError::TooLarge);
     }
@@ -75,7 +82,8 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, InputError> {
 
 /// JSON when it starts like JSON (so errors speak of JSON), YAML otherwise.
 fn parse(bytes: &[u8]) -> Result<Value, InputError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| InputError::Yaml(format!("not UTF-8: {error}")))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|error| InputError::Yaml(format!("not UTF-8: {error}")))?;
     if text.trim_start().starts_with(['{', '[']) {
         serde_json::from_str(text).map_err(|error| InputError::Json(error.to_string()))
     } else {
@@ -92,16 +100,25 @@ fn looks_like_docker(fields: &serde_json::Map<String, Value>) -> bool {
 }
 
 fn docker_request(bytes: &[u8], path: &Path) -> Result<Request, NormalizeError> {
-    let body = std::str::from_utf8(bytes).map_err(|error| NormalizeError::new("", format!("not UTF-8: {error}")))?;
+    let body = std::str::from_utf8(bytes)
+        .map_err(|error| NormalizeError::new("", format!("not UTF-8: {error}")))?;
     // The container's name is a query parameter of the real API; use the
     // file's stem so reasons name something recognisable.
-    let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned());
+    let name = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned());
     admission::docker::container_create(body, name, String::new())
 }
 
 fn manifest_request(object: Value) -> Result<Request, InputError> {
-    let field = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-    let api_version = field("/apiVersion").ok_or_else(|| InputError::Manifest("apiVersion is not a string".into()))?;
+    let field = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let api_version = field("/apiVersion")
+        .ok_or_else(|| InputError::Manifest("apiVersion is not a string".into()))?;
     let kind = field("/kind").ok_or_else(|| InputError::Manifest("kind is not a string".into()))?;
     let (group, version) = match api_version.split_once('/') {
         Some((group, version)) => (group.to_owned(), version.to_owned()),
@@ -112,7 +129,11 @@ fn manifest_request(object: Value) -> Result<Request, InputError> {
         origin: Origin::Kubernetes,
         operation: Operation::Create,
         resource: admission::kubernetes::resource_for(&kind),
-        kind: GroupVersionKind { group, version, kind },
+        kind: GroupVersionKind {
+            group,
+            version,
+            kind,
+        },
         sub_resource: None,
         namespace: field("/metadata/namespace"),
         name: field("/metadata/name").or_else(|| field("/metadata/generateName")),

@@ -113,13 +113,22 @@ fn load(config: Option<&Path>) -> Result<(Config, Pipeline), Error> {
 /// `$PORTCULLIS_CACHE_DIR`, else `$XDG_CACHE_HOME/portcullis`, else
 /// `~/.cache/portcullis`.
 fn default_cache_dir() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
     var("PORTCULLIS_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("portcullis")))
         .or_else(|| var("HOME").map(|home| home.join(".cache").join("portcullis")))
 }
 
-fn eval(config: Option<&Path>, docker: bool, output: Output, files: &[PathBuf]) -> Result<u8, Error> {
+fn eval(
+    config: Option<&Path>,
+    docker: bool,
+    output: Output,
+    files: &[PathBuf],
+) -> Result<u8, Error> {
     let (_, pipeline) = load(config)?;
     let mut status = 0;
     for file in files {

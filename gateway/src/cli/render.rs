@@ -13,7 +13,11 @@ use crate::config::Config;
 /// the warnings and the patch.
 pub(super) fn text(file: &Path, decision: &Decision, name_file: bool) -> String {
     let mut out = String::new();
-    let verdict = if decision.allowed { "ALLOWED" } else { "DENIED" };
+    let verdict = if decision.allowed {
+        "ALLOWED"
+    } else {
+        "DENIED"
+    };
     if name_file {
         let _ = writeln!(out, "{}: {verdict}", file.display());
     } else {
@@ -40,7 +44,11 @@ pub(super) fn text(file: &Path, decision: &Decision, name_file: bool) -> String 
             policy.mode,
             micros(policy.duration)
         );
-        if let Some(message) = policy.outcome.message().filter(|_| !policy.outcome.allowed()) {
+        if let Some(message) = policy
+            .outcome
+            .message()
+            .filter(|_| !policy.outcome.allowed())
+        {
             for line in message.lines() {
                 let _ = writeln!(out, "      {line}");
             }
@@ -81,7 +89,13 @@ pub(super) fn json(file: &Path, decision: &Decision) -> String {
             if let Outcome::Verdict(verdict) = &policy.outcome
                 && !verdict.annotations.is_empty()
             {
-                entry["annotations"] = json!(verdict.annotations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+                entry["annotations"] = json!(
+                    verdict
+                        .annotations
+                        .iter()
+                        .cloned()
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                );
             }
             entry
         })
@@ -108,7 +122,11 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
         if count == 1 { "policy" } else { "policies" }
     );
     for (name, source, mode, digest) in pipeline.summary() {
-        let _ = writeln!(out, "  {name} [{mode}]: {source} (sha256:{})", &digest[..12.min(digest.len())]);
+        let _ = writeln!(
+            out,
+            "  {name} [{mode}]: {source} (sha256:{})",
+            &digest[..12.min(digest.len())]
+        );
     }
     out
 }

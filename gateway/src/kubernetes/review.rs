@@ -8,7 +8,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::admission::{self, GroupVersionKind, NormalizeError, Operation, Origin, Request, UserInfo};
+use crate::admission::{
+    self, GroupVersionKind, NormalizeError, Operation, Origin, Request, UserInfo,
+};
 
 /// The AdmissionReview API versions the webhook speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,9 @@ pub enum ReviewError {
     #[error("not an AdmissionReview: {0}")]
     Malformed(String),
     /// An AdmissionReview of a version this gateway does not speak.
-    #[error("unsupported AdmissionReview apiVersion `{0}` (expected admission.k8s.io/v1 or v1beta1)")]
+    #[error(
+        "unsupported AdmissionReview apiVersion `{0}` (expected admission.k8s.io/v1 or v1beta1)"
+    )]
     Version(String),
     /// A required field is absent.
     #[error("AdmissionReview has no {0}")]
@@ -114,16 +118,18 @@ struct UserInfoJson {
 pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
     let review: AdmissionReview<'_> = {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                ReviewError::Malformed(format!("{path}: {}", error.into_inner()))
-            })?
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            ReviewError::Malformed(format!("{path}: {}", error.into_inner()))
+        })?
     };
     if review.kind.as_deref() != Some("AdmissionReview") {
         return Err(ReviewError::Malformed(format!(
             "kind is {}, expected AdmissionReview",
-            review.kind.as_deref().map_or("missing".to_owned(), |kind| format!("`{kind}`"))
+            review
+                .kind
+                .as_deref()
+                .map_or("missing".to_owned(), |kind| format!("`{kind}`"))
         )));
     }
     let version = match review.api_version.as_deref() {
@@ -132,9 +138,14 @@ pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
         other => return Err(ReviewError::Version(other.unwrap_or_default().to_owned())),
     };
     let request = review.request.ok_or(ReviewError::Missing("request"))?;
-    let uid = request.uid.filter(|uid| !uid.is_empty()).ok_or(ReviewError::Missing("request.uid"))?;
+    let uid = request
+        .uid
+        .filter(|uid| !uid.is_empty())
+        .ok_or(ReviewError::Missing("request.uid"))?;
     let kind = request.kind.ok_or(ReviewError::Missing("request.kind"))?;
-    let operation = request.operation.ok_or(ReviewError::Missing("request.operation"))?;
+    let operation = request
+        .operation
+        .ok_or(ReviewError::Missing("request.operation"))?;
     let operation = match operation.as_str() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
@@ -142,17 +153,26 @@ pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
         "CONNECT" => Operation::Connect,
         _ => return Err(ReviewError::Operation(operation)),
     };
-    let user = request.user_info.map_or_else(UserInfo::default, |user| UserInfo {
-        name: user.username,
-        uid: user.uid,
-        groups: user.groups.unwrap_or_default(),
-    });
-    let json = |raw: Option<&RawValue>| raw.map(RawValue::get).filter(|json| *json != "null").map(str::to_owned);
+    let user = request
+        .user_info
+        .map_or_else(UserInfo::default, |user| UserInfo {
+            name: user.username,
+            uid: user.uid,
+            groups: user.groups.unwrap_or_default(),
+        });
+    let json = |raw: Option<&RawValue>| {
+        raw.map(RawValue::get)
+            .filter(|json| *json != "null")
+            .map(str::to_owned)
+    };
     let mut request = Request {
         uid,
         origin: Origin::Kubernetes,
         operation,
-        resource: request.resource.map(|resource| resource.resource).unwrap_or_default(),
+        resource: request
+            .resource
+            .map(|resource| resource.resource)
+            .unwrap_or_default(),
         kind: GroupVersionKind {
             group: kind.group,
             version: kind.version,
@@ -227,14 +247,33 @@ mod tests {
     fn malformed_reviews_are_rejected_with_the_reason() {
         let cases: [(&[u8], &str); 7] = [
             (b"not json", "not an AdmissionReview"),
-            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#, "no request"),
-            (&review(serde_json::json!({"kind": {"kind": "Pod"}, "operation": "CREATE"})), "no request.uid"),
-            (&review(serde_json::json!({"uid": "1", "kind": {"kind": "Pod"}, "operation": "PATCH"})), "unknown operation"),
-            (br#"{"apiVersion": "v1", "kind": "AdmissionReview", "request": {}}"#, "unsupported"),
-            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}"#, "expected AdmissionReview"),
             (
-                &review(serde_json::json!({"uid": "1", "kind": {"kind": "Pod"}, "operation": "CREATE",
-                                           "object": {"spec": {"containers": "nginx"}}})),
+                br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#,
+                "no request",
+            ),
+            (
+                &review(serde_json::json!({"kind": {"kind": "Pod"}, "operation": "CREATE"})),
+                "no request.uid",
+            ),
+            (
+                &review(
+                    serde_json::json!({"uid": "1", "kind": {"kind": "Pod"}, "operation": "PATCH"}),
+                ),
+                "unknown operation",
+            ),
+            (
+                br#"{"apiVersion": "v1", "kind": "AdmissionReview", "request": {}}"#,
+                "unsupported",
+            ),
+            (
+                br#"{"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}"#,
+                "expected AdmissionReview",
+            ),
+            (
+                &review(
+                    serde_json::json!({"uid": "1", "kind": {"kind": "Pod"}, "operation": "CREATE",
+                                           "object": {"spec": {"containers": "nginx"}}}),
+                ),
                 "request.object: spec.containers: invalid type",
             ),
         ];

@@ -5,7 +5,10 @@
 //! contract, so the host keeps one definition of it and lowers requests into
 //! the guest without converting them first.
 
-#![allow(missing_docs, reason = "documented in the WIT package, which is the source of truth")]
+#![allow(
+    missing_docs,
+    reason = "documented in the WIT package, which is the source of truth"
+)]
 
 wasmtime::component::bindgen!({
     path: "../wasm-plugins/wit",
@@ -13,5 +16,5 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, serde::Serialize],
 });
 
-pub use portcullis::policy::types;
 pub use portcullis::policy::log;
+pub use portcullis::policy::types;

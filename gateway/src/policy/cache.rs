@@ -56,12 +56,18 @@ impl CompileCache {
             path: dir.to_path_buf(),
             source,
         };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
         let metadata = fs::metadata(dir).map_err(io)?;
         let foreign_owner = metadata.uid() != rustix::process::geteuid().as_raw();
         let writable_by_others = metadata.permissions().mode() & 0o022 != 0;
         if foreign_owner || writable_by_others {
-            return Err(CacheError::Untrusted { path: dir.to_path_buf() });
+            return Err(CacheError::Untrusted {
+                path: dir.to_path_buf(),
+            });
         }
 
         let mut hasher = Sha256Hasher(Sha256::new());
@@ -76,7 +82,12 @@ impl CompileCache {
     /// Returns the compiled component for `wasm`, from the cache when
     /// present, compiling and storing it otherwise. A damaged or unreadable
     /// entry is recompiled, never fatal.
-    pub(crate) fn load(&self, engine: &Engine, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+    ) -> wasmtime::Result<Component> {
         let path = self.dir.join(format!("{digest}-{}.cwasm", self.engine_key));
         if let Ok(bytes) = fs::read(&path) {
             // SAFETY: `Component::deserialize` requires bytes produced by
@@ -89,7 +100,9 @@ impl CompileCache {
             #[allow(unsafe_code, reason = "see the SAFETY comment")]
             match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(component) => return Ok(component),
-                Err(error) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {error:#}"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {error:#}")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;

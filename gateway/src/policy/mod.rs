@@ -90,7 +90,9 @@ pub enum LoadError {
     Compile(#[source] wasmtime::Error),
     /// The component does not fit the `portcullis:policy` world, or imports
     /// something the sandbox does not grant.
-    #[error("policy module does not implement the portcullis:policy@0.1.0 world with only the imports it grants")]
+    #[error(
+        "policy module does not implement the portcullis:policy@0.1.0 world with only the imports it grants"
+    )]
     Link(#[source] wasmtime::Error),
 }
 
@@ -178,7 +180,8 @@ impl Host {
         let engine = Engine::new(&engine_config()).map_err(LoadError::Engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Engine)?;
-        Policy::add_to_linker::<_, HasSelf<EvalState>>(&mut linker, |state| state).map_err(LoadError::Engine)?;
+        Policy::add_to_linker::<_, HasSelf<EvalState>>(&mut linker, |state| state)
+            .map_err(LoadError::Engine)?;
         let cache = options
             .cache_dir
             .as_deref()
@@ -201,7 +204,10 @@ impl Host {
             None => Component::new(&self.engine, wasm),
         }
         .map_err(LoadError::Compile)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(LoadError::Link)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::Link)?;
         let pre = PolicyPre::new(pre).map_err(LoadError::Link)?;
         Ok(Module {
             name: name.into(),
@@ -262,13 +268,26 @@ impl Module {
     }
 
     /// Asks the policy whether it accepts `settings` (JSON text).
-    pub fn validate_settings(&self, settings: &str, limits: Limits) -> Result<Result<(), String>, EvalError> {
-        self.call(limits, |store, policy| policy.call_validate_settings(store, settings))
+    pub fn validate_settings(
+        &self,
+        settings: &str,
+        limits: Limits,
+    ) -> Result<Result<(), String>, EvalError> {
+        self.call(limits, |store, policy| {
+            policy.call_validate_settings(store, settings)
+        })
     }
 
     /// Evaluates one request under `settings` (JSON text).
-    pub fn validate(&self, request: &Request, settings: &str, limits: Limits) -> Result<Verdict, EvalError> {
-        let verdict = self.call(limits, |store, policy| policy.call_validate(store, request, settings))?;
+    pub fn validate(
+        &self,
+        request: &Request,
+        settings: &str,
+        limits: Limits,
+    ) -> Result<Verdict, EvalError> {
+        let verdict = self.call(limits, |store, policy| {
+            policy.call_validate(store, request, settings)
+        })?;
         check(verdict)
     }
 
@@ -285,7 +304,9 @@ impl Module {
         store.epoch_deadline_trap();
 
         let result = match self.pre.instantiate(&mut store) {
-            Ok(policy) => f(&mut store, &policy).map_err(|error| classify(&error, store.data(), limits)),
+            Ok(policy) => {
+                f(&mut store, &policy).map_err(|error| classify(&error, store.data(), limits))
+            }
             Err(error) => Err(match classify(&error, store.data(), limits) {
                 EvalError::Trap { code: None, detail } => EvalError::Instantiate(detail),
                 other => other,
@@ -324,16 +345,28 @@ fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
     if let Some(code) = verdict.code
         && !(400..=599).contains(&code)
     {
-        return invalid(format!("status code {code} is not an error status (400-599)"));
+        return invalid(format!(
+            "status code {code} is not an error status (400-599)"
+        ));
     }
-    if verdict.message.as_ref().is_some_and(|message| message.len() > MAX_MESSAGE_BYTES) {
+    if verdict
+        .message
+        .as_ref()
+        .is_some_and(|message| message.len() > MAX_MESSAGE_BYTES)
+    {
         return invalid(format!("message is longer than {MAX_MESSAGE_BYTES} bytes"));
     }
     if verdict.warnings.len() > MAX_WARNINGS {
         return invalid(format!("more than {MAX_WARNINGS} warnings"));
     }
-    if verdict.warnings.iter().any(|warning| warning.len() > MAX_WARNING_BYTES) {
-        return invalid(format!("a warning is longer than {MAX_WARNING_BYTES} bytes"));
+    if verdict
+        .warnings
+        .iter()
+        .any(|warning| warning.len() > MAX_WARNING_BYTES)
+    {
+        return invalid(format!(
+            "a warning is longer than {MAX_WARNING_BYTES} bytes"
+        ));
     }
     if verdict.annotations.len() > MAX_ANNOTATIONS {
         return invalid(format!("more than {MAX_ANNOTATIONS} annotations"));

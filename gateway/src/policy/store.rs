@@ -65,7 +65,12 @@ impl WasiView for EvalState {
 }
 
 impl ResourceLimiter for EvalState {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // The cap covers every linear memory of the instance together.
         let total = self.memory_used - current + desired;
         if total > self.memory_limit {
@@ -78,7 +83,12 @@ impl ResourceLimiter for EvalState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -132,7 +142,10 @@ impl LogSink {
     }
 
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let room = LOG_BUDGET.saturating_sub(state.written);
         let (kept, dropped) = bytes.split_at(bytes.len().min(room));
         state.written += kept.len();
@@ -156,7 +169,10 @@ impl LogSink {
 
     /// Reports output dropped over the budget, once, at the end of an evaluation.
     pub(crate) fn finish(&self) {
-        let state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.dropped > 0 {
             tracing::warn!(
                 policy = &*state.policy,
@@ -227,7 +243,10 @@ impl tokio::io::AsyncWrite for PolicyOutput {
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 

@@ -57,7 +57,11 @@ impl std::error::Error for Error {}
 ///
 /// `workspace` is the directory of the workspace's `Cargo.toml`; `target_dir`
 /// is where the nested build keeps its artifacts.
-pub fn build(workspace: &Path, target_dir: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, Error> {
+pub fn build(
+    workspace: &Path,
+    target_dir: &Path,
+    packages: &[&str],
+) -> Result<Vec<PathBuf>, Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(cargo);
     command
@@ -99,6 +103,7 @@ pub fn build(workspace: &Path, target_dir: &Path, packages: &[&str]) -> Result<V
 /// (`CARGO_TARGET_DIR`, or the workspace's `target/`), shared by every
 /// profile so `cargo clippy` and `cargo build` reuse one another's work.
 pub fn default_target_dir(workspace: &Path) -> PathBuf {
-    let outer = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let outer =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     workspace.join(outer).join("wasm-plugins")
 }

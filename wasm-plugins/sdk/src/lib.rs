@@ -67,9 +67,9 @@ pub mod bindings {
 pub mod types {
     pub use crate::bindings::portcullis::policy::types::{
         Borrowed, BorrowedResource, Capabilities, Container, ContainerKind, Device,
-        GroupVersionKind, HandlerHost, Image, KeyValue, Operation, Origin, Port,
-        PodSecurityContext, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl,
-        UserInfo, Verification, Volume, VolumeMount, Workload,
+        GroupVersionKind, HandlerHost, Image, KeyValue, Operation, Origin, PodSecurityContext,
+        Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl, UserInfo,
+        Verification, Volume, VolumeMount, Workload,
     };
 }
 

@@ -1,7 +1,7 @@
 //! Building a policy's verdict.
 
-use crate::Patch;
 use crate::__private::WitVerdict;
+use crate::Patch;
 
 /// A policy's answer to one request.
 ///
