@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
@@ -171,7 +171,7 @@ pub struct Host {
     engine: Engine,
     linker: Linker<EvalState>,
     cache: Option<CompileCache>,
-    _ticker: EpochTicker,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Host {
@@ -192,7 +192,7 @@ impl Host {
             engine,
             linker,
             cache,
-            _ticker: ticker,
+            ticker: Arc::new(ticker),
         })
     }
 
@@ -213,6 +213,7 @@ impl Host {
             name: name.into(),
             digest,
             pre,
+            _ticker: self.ticker.clone(),
         })
     }
 
@@ -250,6 +251,9 @@ pub struct Module {
     name: Arc<str>,
     digest: String,
     pre: PolicyPre<EvalState>,
+    /// Deadlines need the epoch to keep advancing for as long as a module
+    /// can run, even after the [`Host`] that loaded it is gone.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for Module {
@@ -332,9 +336,15 @@ fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalE
     } else if trap == Some(Trap::Interrupt) {
         EvalError::Timeout(limits.timeout)
     } else {
+        // The full error carries the guest's backtrace: for the operator's
+        // log, not for the client's denial message.
+        tracing::debug!("policy failure: {error:?}");
         EvalError::Trap {
             code: trap,
-            detail: format!("{error:#}"),
+            detail: match trap {
+                Some(trap) => trap.to_string(),
+                None => error.root_cause().to_string(),
+            },
         }
     }
 }
@@ -405,9 +415,18 @@ impl EpochTicker {
             .spawn({
                 let stop = stop.clone();
                 move || {
+                    // Keep the epoch equal to the milliseconds elapsed, not
+                    // to the number of sleeps: a sleep lasts a little longer
+                    // than asked, and the error would add up over a deadline.
+                    let started = Instant::now();
+                    let mut epoch: u128 = 0;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let due = started.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                        while epoch < due {
+                            engine.increment_epoch();
+                            epoch += 1;
+                        }
                     }
                 }
             })?;

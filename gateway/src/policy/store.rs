@@ -121,6 +121,9 @@ struct LogState {
     policy: Arc<str>,
     written: usize,
     dropped: usize,
+    /// Unfinished last lines of stdout and stderr: guests write in pieces,
+    /// the log gets whole lines.
+    pending: [Vec<u8>; 2],
 }
 
 impl LogSink {
@@ -130,6 +133,7 @@ impl LogSink {
                 policy,
                 written: 0,
                 dropped: 0,
+                pending: [Vec::new(), Vec::new()],
             })),
         }
     }
@@ -142,28 +146,23 @@ impl LogSink {
     }
 
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut state = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let room = LOG_BUDGET.saturating_sub(state.written);
         let (kept, dropped) = bytes.split_at(bytes.len().min(room));
         state.written += kept.len();
         state.dropped += dropped.len();
-        if kept.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(kept);
-        let text = text.trim_end();
-        let policy = &*state.policy;
-        match stream {
-            Stream::Log(log::Level::Trace) => tracing::trace!(policy, "{text}"),
-            Stream::Log(log::Level::Debug) => tracing::debug!(policy, "{text}"),
-            Stream::Log(log::Level::Info) => tracing::info!(policy, "{text}"),
-            Stream::Log(log::Level::Warn) => tracing::warn!(policy, "{text}"),
-            Stream::Log(log::Level::Error) => tracing::error!(policy, "{text}"),
-            Stream::Stdout => tracing::info!(policy, stream = "stdout", "{text}"),
-            Stream::Stderr => tracing::warn!(policy, stream = "stderr", "{text}"),
+        let pending = match stream {
+            Stream::Log(_) => {
+                state.emit(stream, kept);
+                return;
+            }
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        state.pending[pending].extend_from_slice(kept);
+        while let Some(end) = state.pending[pending].iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = state.pending[pending].drain(..=end).collect();
+            state.emit(stream, &line);
         }
     }
 
@@ -179,6 +178,26 @@ impl LogSink {
                 dropped_bytes = state.dropped,
                 "policy output over the {LOG_BUDGET}-byte budget was dropped"
             );
+        }
+    }
+}
+
+impl LogState {
+    fn emit(&self, stream: Stream, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end();
+        if text.is_empty() {
+            return;
+        }
+        let policy = &*self.policy;
+        match stream {
+            Stream::Log(log::Level::Trace) => tracing::trace!(policy, "{text}"),
+            Stream::Log(log::Level::Debug) => tracing::debug!(policy, "{text}"),
+            Stream::Log(log::Level::Info) => tracing::info!(policy, "{text}"),
+            Stream::Log(log::Level::Warn) => tracing::warn!(policy, "{text}"),
+            Stream::Log(log::Level::Error) => tracing::error!(policy, "{text}"),
+            Stream::Stdout => tracing::info!(policy, stream = "stdout", "{text}"),
+            Stream::Stderr => tracing::warn!(policy, stream = "stderr", "{text}"),
         }
     }
 }

@@ -42,6 +42,8 @@ mod request;
 mod verdict;
 
 pub use patch::{Patch, pointer};
+/// Re-exported for building patch values: `serde_json::json!({"team": "web"})`.
+pub use serde_json;
 pub use verdict::Verdict;
 
 #[allow(

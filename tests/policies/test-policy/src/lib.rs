@@ -1,0 +1,163 @@
+//! A policy that behaves (or misbehaves) as its settings say, so the test
+//! suite can check what the host does with each kind of guest: one that
+//! loops forever, exhausts its memory, traps, overflows its stack, answers
+//! with an invalid verdict, floods its output, or tries to leave the sandbox.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use portcullis_policy_sdk::serde_json::json;
+use portcullis_policy_sdk::{Patch, Policy, Request, Verdict, export_policy, log, pointer};
+
+/// What to do.
+#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Behaviour {
+    /// Allow.
+    #[default]
+    Allow,
+    /// Deny, with a warning.
+    Deny,
+    /// Allow and add a label `<label>: "true"` to the object.
+    Label,
+    /// Spin forever.
+    Loop,
+    /// Allocate until the memory cap stops it.
+    Memory,
+    /// Panic (a trap).
+    Trap,
+    /// Recurse until the stack runs out.
+    StackOverflow,
+    /// Return a patch that cannot apply (removes a path that is not there).
+    BadPatch,
+    /// Deny with an HTTP status that is not an error status.
+    BadCode,
+    /// Print a megabyte to stdout and log a lot, then allow.
+    Chatty,
+    /// Try to read files, the environment and the network; deny listing
+    /// whatever worked.
+    Escape,
+    /// Report how many times this instance has evaluated a request.
+    Count,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    behaviour: Behaviour,
+    /// Label key for `label`.
+    label: Option<String>,
+}
+
+struct TestPolicy;
+
+static EVALUATIONS: AtomicU32 = AtomicU32::new(0);
+
+impl Policy for TestPolicy {
+    type Settings = Settings;
+
+    fn validate_settings(settings: &Settings) -> Result<(), String> {
+        match (settings.behaviour, &settings.label) {
+            (Behaviour::Label, None) => Err("`label` is required by the label behaviour".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate(request: &Request, settings: &Settings) -> Verdict {
+        match settings.behaviour {
+            Behaviour::Allow => Verdict::allow(),
+            Behaviour::Deny => Verdict::deny("denied by the test policy").warn("the test policy was here"),
+            Behaviour::Label => {
+                let key = settings.label.as_deref().unwrap_or("checked");
+                let labels = request
+                    .object_as::<portcullis_policy_sdk::serde_json::Value>()
+                    .and_then(Result::ok)
+                    .is_some_and(|object| object.pointer("/metadata/labels").is_some());
+                let patch = if labels {
+                    Patch::new().add(pointer(&["metadata", "labels", key]), "true")
+                } else {
+                    Patch::new().add("/metadata/labels", json!({ key: "true" }))
+                };
+                Verdict::allow().patch(patch)
+            }
+            Behaviour::Loop => loop {
+                std::hint::black_box(());
+            },
+            Behaviour::Memory => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Behaviour::Trap => panic!("the test policy panics"),
+            Behaviour::StackOverflow => Verdict::deny(format!("depth {}", recurse(0))),
+            Behaviour::BadPatch => Verdict::allow().patch(Patch::new().remove("/no/such/path")),
+            Behaviour::BadCode => Verdict::deny("a denial with status 200").code(200),
+            Behaviour::Chatty => {
+                let line = "x".repeat(1023);
+                for _ in 0..1024 {
+                    println!("{line}");
+                }
+                for index in 0..1000 {
+                    log::info(&format!("log line {index}"));
+                }
+                Verdict::allow()
+            }
+            Behaviour::Escape => escape(),
+            Behaviour::Count => {
+                let count = EVALUATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+                Verdict::allow().annotate("evaluations", count.to_string())
+            }
+        }
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[0]
+}
+
+/// Everything a policy should not be able to reach.
+fn escape() -> Verdict {
+    let mut reached = Vec::new();
+    if std::fs::read_dir("/").is_ok() {
+        reached.push("listed /".to_owned());
+    }
+    if std::fs::read("/etc/passwd").is_ok() {
+        reached.push("read /etc/passwd".to_owned());
+    }
+    if std::fs::write("/tmp/portcullis-escape", b"x").is_ok() {
+        reached.push("wrote /tmp/portcullis-escape".to_owned());
+    }
+    if std::env::current_dir().is_ok_and(|dir| dir.as_os_str().len() > 1) {
+        reached.push("found a working directory".to_owned());
+    }
+    let variables: Vec<String> = std::env::vars().map(|(name, _)| name).collect();
+    if !variables.is_empty() {
+        reached.push(format!("saw environment variables {variables:?}"));
+    }
+    if std::env::args().len() > 0 {
+        reached.push("saw arguments".to_owned());
+    }
+    for address in ["127.0.0.1:22", "127.0.0.1:80", "[::1]:80"] {
+        if std::net::TcpStream::connect(address).is_ok() {
+            reached.push(format!("connected to {address}"));
+        }
+    }
+    if std::net::UdpSocket::bind("127.0.0.1:0").is_ok() {
+        reached.push("bound a UDP socket".to_owned());
+    }
+    if std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).is_ok() {
+        reached.push("resolved localhost".to_owned());
+    }
+    if reached.is_empty() {
+        Verdict::allow()
+    } else {
+        Verdict::deny(format!("the sandbox let the policy out: {}", reached.join("; ")))
+    }
+}
+
+export_policy!(TestPolicy);
