@@ -269,7 +269,7 @@ impl Config {
                 error.into_inner()
             })
         })
-        .map_err(|error| invalid(origin, &key, error.to_string()))?;
+        .map_err(|error| invalid(origin, &key, yaml_message(&error)))?;
         config
             .check()
             .map_err(|(key, message)| invalid(origin, &key, message))?;
@@ -332,6 +332,15 @@ fn invalid(origin: &str, key: &str, message: String) -> ConfigError {
         },
         message,
     }
+}
+
+/// The parser's message without its own `error: ` prefix (ours comes first).
+pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
+    let message = error.to_string();
+    message
+        .strip_prefix("error: ")
+        .map(str::to_owned)
+        .unwrap_or(message)
 }
 
 fn empty_settings() -> serde_json::Value {

@@ -45,6 +45,30 @@ impl NormalizeError {
     }
 }
 
+/// The request with another object (after a policy's patch): the workload
+/// and images are normalized again from it.
+pub(crate) fn with_object(request: &Request, object: String) -> Result<Request, NormalizeError> {
+    let mut next = Request {
+        object: Some(object),
+        workload: None,
+        images: Vec::new(),
+        ..request.clone()
+    };
+    match next.origin {
+        Origin::Kubernetes => kubernetes::normalize_request(&mut next)?,
+        Origin::Docker => {
+            if request.workload.is_some()
+                && let Some(body) = next.object.as_deref()
+            {
+                let workload = docker::normalize(body, request.name.as_deref())?;
+                next.images = images(&workload);
+                next.workload = Some(workload);
+            }
+        }
+    }
+    Ok(next)
+}
+
 /// Lists the images of a workload, each once, in order of first use, with
 /// the containers that run it.
 pub fn images(workload: &Workload) -> Vec<Image> {

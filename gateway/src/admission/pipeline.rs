@@ -7,11 +7,14 @@
 //! `audit` denial is only recorded. A policy that fails (times out, traps,
 //! runs out of memory, returns an invalid verdict) counts as a denial unless
 //! its `on_error` is `allow`. Patches of allowed `enforce` policies are
-//! applied in order; one that does not apply is that policy's failure.
+//! applied in order, and the policies after a patch judge the patched object
+//! (re-normalized), which is what would run; a patch that does not apply,
+//! or leaves an object that cannot be read, is that policy's failure.
 //!
 //! A [`Pipeline`] is immutable once loaded: a front door holds it for the
 //! whole of a request, and a reload builds a new one beside it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -191,26 +194,65 @@ impl Pipeline {
 
     /// Decides one request.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        let mut merge = Merge::new(request);
-        for policy in self
-            .policies
-            .iter()
-            .filter(|policy| policy.matcher.matches(request))
-        {
+        let mut merge = Merge::default();
+        let mut current = Cow::Borrowed(request);
+        for policy in &self.policies {
+            if !policy.matcher.matches(&current) {
+                continue;
+            }
             let started = Instant::now();
-            let outcome = match policy
-                .module
-                .validate(request, &policy.settings, policy.limits)
-            {
-                Ok(verdict) => Outcome::Verdict(verdict),
-                Err(error) => Outcome::Failed(Arc::new(error)),
-            };
-            let outcome = merge.apply_patch(policy, outcome);
-            let duration = started.elapsed();
-            merge.add(policy, outcome, duration);
+            let mut outcome =
+                match policy
+                    .module
+                    .validate(&current, &policy.settings, policy.limits)
+                {
+                    Ok(verdict) => Outcome::Verdict(verdict),
+                    Err(error) => Outcome::Failed(Arc::new(error)),
+                };
+            if let Some(patch) = patch_to_apply(policy, &outcome) {
+                match patched(&current, patch) {
+                    Ok(next) => {
+                        merge.operations.extend(patch.0.iter().cloned());
+                        current = Cow::Owned(next);
+                    }
+                    Err(reason) => {
+                        outcome = Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)))
+                    }
+                }
+            }
+            merge.add(policy, outcome, started.elapsed());
         }
         merge.finish()
     }
+}
+
+/// The patch of an allowed verdict of an enforcing policy: the only patches
+/// that change the request.
+fn patch_to_apply<'o>(
+    policy: &LoadedPolicy,
+    outcome: &'o Outcome,
+) -> Option<&'o json_patch::Patch> {
+    match outcome {
+        Outcome::Verdict(verdict) if verdict.allowed && policy.mode == Mode::Enforce => {
+            verdict.patch.as_ref()
+        }
+        _ => None,
+    }
+}
+
+/// The request with `patch` applied to its object and the workload
+/// normalized again.
+fn patched(request: &Request, patch: &json_patch::Patch) -> Result<Request, String> {
+    let object = request
+        .object
+        .as_deref()
+        .ok_or("a patch was returned but the request has no object")?;
+    let mut document: serde_json::Value = serde_json::from_str(object)
+        .map_err(|error| format!("the object cannot be patched: {error}"))?;
+    json_patch::patch(&mut document, &patch.0)
+        .map_err(|error| format!("patch does not apply to the object: {error}"))?;
+    super::with_object(request, document.to_string())
+        .map_err(|error| format!("the patched object cannot be read: {error}"))
 }
 
 fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineError> {
@@ -265,10 +307,8 @@ impl LoadedPolicy {
 }
 
 /// Accumulates the outcomes of one request.
-struct Merge<'r> {
-    request: &'r Request,
-    /// The object with the patches applied so far; parsed on the first patch.
-    patched: Option<serde_json::Value>,
+#[derive(Default)]
+struct Merge {
     operations: Vec<json_patch::PatchOperation>,
     denials: Vec<String>,
     code: Option<u16>,
@@ -276,59 +316,7 @@ struct Merge<'r> {
     outcomes: Vec<PolicyOutcome>,
 }
 
-impl<'r> Merge<'r> {
-    fn new(request: &'r Request) -> Self {
-        Self {
-            request,
-            patched: None,
-            operations: Vec::new(),
-            denials: Vec::new(),
-            code: None,
-            warnings: Vec::new(),
-            outcomes: Vec::new(),
-        }
-    }
-
-    /// Applies an allowed enforcing verdict's patch on top of the earlier
-    /// ones; a patch that does not apply turns the outcome into a failure.
-    fn apply_patch(&mut self, policy: &LoadedPolicy, outcome: Outcome) -> Outcome {
-        let Outcome::Verdict(verdict) = &outcome else {
-            return outcome;
-        };
-        let Some(patch) = verdict
-            .patch
-            .as_ref()
-            .filter(|_| verdict.allowed && policy.mode == Mode::Enforce)
-        else {
-            return outcome;
-        };
-        let failed = |reason: String| Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)));
-        if self.patched.is_none() {
-            let object = self
-                .request
-                .object
-                .as_deref()
-                .map(serde_json::from_str::<serde_json::Value>);
-            match object {
-                Some(Ok(object)) => self.patched = Some(object),
-                Some(Err(error)) => {
-                    return failed(format!("the object cannot be patched: {error}"));
-                }
-                None => return failed("a patch was returned but the request has no object".into()),
-            }
-        }
-        let Some(document) = self.patched.as_mut() else {
-            return outcome;
-        };
-        match json_patch::patch(document, &patch.0) {
-            Ok(()) => {
-                self.operations.extend(patch.0.iter().cloned());
-                outcome
-            }
-            Err(error) => failed(format!("patch does not apply to the object: {error}")),
-        }
-    }
-
+impl Merge {
     fn add(&mut self, policy: &LoadedPolicy, outcome: Outcome, duration: Duration) {
         let fails = match &outcome {
             Outcome::Verdict(verdict) => !verdict.allowed,

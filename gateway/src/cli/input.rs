@@ -29,6 +29,12 @@ pub(crate) enum InputError {
     /// Not YAML.
     #[error("not valid YAML: {0}")]
     Yaml(String),
+    /// Nothing in the file.
+    #[error("the file is empty")]
+    Empty,
+    /// More than one YAML document.
+    #[error("the file holds {0} YAML documents; put each request in a file of its own")]
+    Documents(usize),
     /// Neither a review, a manifest nor a Docker body.
     #[error(
         "cannot tell what this is: expected an AdmissionReview, a Kubernetes manifest (with apiVersion and kind) \
@@ -87,7 +93,13 @@ fn parse(bytes: &[u8]) -> Result<Value, InputError> {
     if text.trim_start().starts_with(['{', '[']) {
         serde_json::from_str(text).map_err(|error| InputError::Json(error.to_string()))
     } else {
-        serde_saphyr::from_str(text).map_err(|error| InputError::Yaml(error.to_string()))
+        let mut documents: Vec<Value> = serde_saphyr::from_str_multiple(text)
+            .map_err(|error| InputError::Yaml(crate::config::yaml_message(&error)))?;
+        match documents.len() {
+            1 => Ok(documents.remove(0)),
+            0 => Err(InputError::Empty),
+            count => Err(InputError::Documents(count)),
+        }
     }
 }
 

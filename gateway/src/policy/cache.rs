@@ -99,13 +99,17 @@ impl CompileCache {
             // a mismatch with an error.
             #[allow(unsafe_code, reason = "see the SAFETY comment")]
             match unsafe { Component::deserialize(engine, &bytes) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    tracing::debug!(digest, "loaded the compiled policy from the cache");
+                    return Ok(component);
+                }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {error:#}")
                 }
             }
         }
         let component = Component::new(engine, wasm)?;
+        tracing::debug!(digest, "compiled the policy");
         if let Err(error) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), "cannot write compilation cache entry: {error:#}");
         }

@@ -271,6 +271,13 @@ impl Module {
         &self.digest
     }
 
+    /// Creates a fresh instance and drops it, calling nothing: what every
+    /// evaluation pays before the policy runs. A readiness probe, and the
+    /// baseline of the benchmarks.
+    pub fn instantiate(&self, limits: Limits) -> Result<(), EvalError> {
+        self.call(limits, |_, _| Ok(()))
+    }
+
     /// Asks the policy whether it accepts `settings` (JSON text).
     pub fn validate_settings(
         &self,

@@ -146,7 +146,10 @@ impl LogSink {
     }
 
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let room = LOG_BUDGET.saturating_sub(state.written);
         let (kept, dropped) = bytes.split_at(bytes.len().min(room));
         state.written += kept.len();
@@ -160,7 +163,10 @@ impl LogSink {
             Stream::Stderr => 1,
         };
         state.pending[pending].extend_from_slice(kept);
-        while let Some(end) = state.pending[pending].iter().position(|&byte| byte == b'\n') {
+        while let Some(end) = state.pending[pending]
+            .iter()
+            .position(|&byte| byte == b'\n')
+        {
             let line: Vec<u8> = state.pending[pending].drain(..=end).collect();
             state.emit(stream, &line);
         }

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use portcullis_policy_sdk::types::{
-    Container, ContainerKind, Origin, SeLinuxOptions, SecurityProfile, Workload,
+    Container, ContainerKind, Origin, SeLinuxOptions, SecurityProfile, Volume, Workload,
 };
 
 use crate::message::{Fields, containers, go_quote, join_quote, pluralize};
@@ -159,21 +159,37 @@ pub(crate) fn capabilities_baseline(pod: &Pod<'_>) -> Option<String> {
 
 /// `hostPathVolumes`: no hostPath volumes.
 pub(crate) fn host_path_volumes(pod: &Pod<'_>) -> Option<String> {
-    let host: Vec<&str> = pod
+    let host: Vec<&Volume> = pod
         .workload
         .volumes
         .iter()
         .filter(|v| v.kind == "hostPath")
-        .map(|v| pod.fields.volume_name(v))
         .collect();
+    let names: Vec<&str> = host.iter().map(|v| pod.fields.volume_name(v)).collect();
     let (singular, plural) = pod.fields.volume;
     (!host.is_empty()).then(|| {
         format!(
-            "{} {}",
+            "{} {}{}",
             pluralize(singular, plural, host.len()),
-            join_quote(&host)
+            join_quote(&names),
+            mounted_by(pod, &host)
         )
     })
+}
+
+/// ` mounted by container "x"`: upstream names only the volumes; the
+/// containers that mount them are what a person goes to change.
+fn mounted_by(pod: &Pod<'_>, volumes: &[&Volume]) -> String {
+    let mounting = pod.containers_where(|c| {
+        c.volume_mounts
+            .iter()
+            .any(|mount| volumes.iter().any(|volume| volume.name == mount.name))
+    });
+    if mounting.is_empty() {
+        String::new()
+    } else {
+        format!(" mounted by {}", containers(&mounting))
+    }
 }
 
 /// `hostPorts`: no ports opened on the host.

@@ -471,11 +471,19 @@ fn host_path_volumes_are_denied_at_baseline() {
         volume("logs", "hostPath"),
         volume("share", "nfs"),
     ];
+    w.containers[0]
+        .volume_mounts
+        .push(portcullis_policy_sdk::types::VolumeMount {
+            name: "root".into(),
+            mount_path: "/host".into(),
+            read_only: true,
+        });
     let verdict = baseline(0, w);
     assert_denied_for(&verdict, &["hostPathVolumes"]);
+    // The containers that mount them are named too: that is what to change.
     assert_eq!(
         detail(&verdict, "hostPathVolumes"),
-        r#"volumes "root", "logs""#
+        r#"volumes "root", "logs" mounted by container "initcontainer1""#
     );
 }
 

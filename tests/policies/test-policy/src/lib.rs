@@ -65,7 +65,9 @@ impl Policy for TestPolicy {
     fn validate(request: &Request, settings: &Settings) -> Verdict {
         match settings.behaviour {
             Behaviour::Allow => Verdict::allow(),
-            Behaviour::Deny => Verdict::deny("denied by the test policy").warn("the test policy was here"),
+            Behaviour::Deny => {
+                Verdict::deny("denied by the test policy").warn("the test policy was here")
+            }
             Behaviour::Label => {
                 let key = settings.label.as_deref().unwrap_or("checked");
                 let labels = request
@@ -156,7 +158,10 @@ fn escape() -> Verdict {
     if reached.is_empty() {
         Verdict::allow()
     } else {
-        Verdict::deny(format!("the sandbox let the policy out: {}", reached.join("; ")))
+        Verdict::deny(format!(
+            "the sandbox let the policy out: {}",
+            reached.join("; ")
+        ))
     }
 }
 

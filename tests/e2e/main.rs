@@ -1,0 +1,11 @@
+//! End-to-end tests: the `portcullis` binary, real WebAssembly policies
+//! built from source, the upstream Pod Security conformance fixtures.
+
+mod support;
+
+mod c_policy;
+mod cache;
+mod conformance;
+mod eval;
+mod hostile;
+mod malformed;

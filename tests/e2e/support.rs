@@ -1,0 +1,232 @@
+//! Shared helpers: running the `portcullis` binary, building test policies
+//! from source, locating fixtures.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The repository's root.
+pub(crate) fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the gateway crate lives in the workspace")
+}
+
+/// A request file from `tests/requests/`.
+pub(crate) fn request(name: &str) -> PathBuf {
+    workspace().join("tests/requests").join(name)
+}
+
+/// The upstream fixtures (`shared/fixtures`): `$PORTCULLIS_FIXTURES`, or
+/// `shared/fixtures` beside the repository.
+pub(crate) fn shared_fixtures() -> PathBuf {
+    let dir = std::env::var_os("PORTCULLIS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/fixtures"));
+    assert!(
+        dir.join("pod-security").is_dir(),
+        "the upstream fixtures are not at {}; set PORTCULLIS_FIXTURES to the shared/fixtures folder",
+        dir.display()
+    );
+    dir
+}
+
+/// A scratch directory under the target directory, removed when dropped.
+pub(crate) fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("e2e-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a scratch directory")
+}
+
+/// Writes a configuration file into `dir`.
+pub(crate) fn config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("portcullis.yaml");
+    std::fs::write(&path, yaml).expect("write the configuration");
+    path
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub(crate) struct Run {
+    /// Exit status.
+    pub(crate) status: i32,
+    /// Standard output.
+    pub(crate) stdout: String,
+    /// Standard error.
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    /// The decisions printed by `eval --output json`, one per request.
+    pub(crate) fn decisions(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"))
+            })
+            .collect()
+    }
+
+    /// The only decision printed.
+    pub(crate) fn decision(&self) -> Value {
+        let mut decisions = self.decisions();
+        assert_eq!(decisions.len(), 1, "expected one decision: {self:?}");
+        decisions.remove(0)
+    }
+
+    /// The outcome of the named policy in a decision.
+    pub(crate) fn policy(decision: &Value, name: &str) -> Value {
+        decision["policies"]
+            .as_array()
+            .and_then(|policies| policies.iter().find(|policy| policy["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no policy `{name}` in {decision}"))
+    }
+}
+
+/// The shared compilation cache of the test run, so each test does not
+/// recompile the built-in policies.
+pub(crate) fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compilation-cache")
+}
+
+/// Runs `portcullis eval --output json` on `files`, with `config` if given.
+pub(crate) fn eval_json(config: Option<&Path>, files: &[PathBuf]) -> Run {
+    let mut args: Vec<std::ffi::OsString> = vec!["eval".into(), "--output".into(), "json".into()];
+    if let Some(config) = config {
+        args.extend(["--config".into(), config.into()]);
+    }
+    args.extend(files.iter().map(Into::into));
+    portcullis(args)
+}
+
+/// Runs `portcullis` with `args`; panics if it panicked.
+pub(crate) fn portcullis<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    portcullis_with(args, &[])
+}
+
+/// Runs `portcullis` with `args` and extra environment variables.
+pub(crate) fn portcullis_with<I, S>(args: I, env: &[(&str, &OsStr)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command
+        .args(args)
+        .env("PORTCULLIS_CACHE_DIR", cache_dir())
+        .env_remove("PORTCULLIS_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run portcullis");
+    let run = Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    // A panic of the host (a policy's own panics are logged with the
+    // stream they were printed on, and are not the host's).
+    let host_panic = run
+        .stderr
+        .lines()
+        .any(|line| line.contains("panicked") && !line.contains("stream="));
+    assert!(!host_panic, "portcullis panicked: {run:?}");
+    assert!(
+        (0..=2).contains(&run.status),
+        "unexpected exit status: {run:?}"
+    );
+    run
+}
+
+/// `tests/policies/test-policy`, built from source once per test run.
+pub(crate) fn test_policy() -> &'static Path {
+    static COMPONENT: OnceLock<PathBuf> = OnceLock::new();
+    COMPONENT.get_or_init(|| {
+        let target_dir = portcullis_wasm_build::default_target_dir(workspace());
+        let built = portcullis_wasm_build::build(workspace(), &target_dir, &["test-policy"])
+            .unwrap_or_else(|error| panic!("building the test policy: {error}"));
+        built.into_iter().next().expect("one component")
+    })
+}
+
+/// `tests/policies/c-no-privileged`, a policy written in C: bindings
+/// generated by wit-bindgen's C generator, compiled by clang against
+/// wasi-libc, and made a component by wit-component, once per test run.
+pub(crate) fn c_policy() -> &'static Path {
+    static COMPONENT: OnceLock<PathBuf> = OnceLock::new();
+    COMPONENT.get_or_init(build_c_policy)
+}
+
+fn build_c_policy() -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-no-privileged");
+    std::fs::create_dir_all(&out).expect("create the C build directory");
+
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(workspace().join("wasm-plugins/wit"))
+        .expect("parse the WIT package");
+    let world = resolve
+        .select_world(&[package], Some("policy"))
+        .expect("the policy world");
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .expect("generate C bindings");
+    for (name, contents) in files.iter() {
+        std::fs::write(out.join(name), contents).expect("write the C bindings");
+    }
+
+    let core = out.join("policy.core.wasm");
+    let sysroot = std::env::var_os("WASI_SYSROOT").unwrap_or_else(|| "/usr".into());
+    let status = Command::new(std::env::var_os("CLANG").unwrap_or_else(|| "clang".into()))
+        .args([
+            "--target=wasm32-wasi",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-mexec-model=reactor",
+        ])
+        .arg({
+            let mut flag = std::ffi::OsString::from("--sysroot=");
+            flag.push(&sysroot);
+            flag
+        })
+        .arg("-I")
+        .arg(&out)
+        .arg("-o")
+        .arg(&core)
+        .arg(workspace().join("tests/policies/c-no-privileged/policy.c"))
+        .arg(out.join("policy.c"))
+        .arg(out.join("policy_component_type.o"))
+        .status()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run clang ({error}); the C policy needs Debian's clang, lld, wasi-libc and \
+                 libclang-rt-14-dev-wasm32"
+            )
+        });
+    assert!(status.success(), "clang failed to build the C policy");
+
+    let module = std::fs::read(&core).expect("read the core module");
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("the module embeds the policy world")
+        .validate(true)
+        .encode()
+        .expect("encode the component");
+    let path = out.join("c-no-privileged.wasm");
+    std::fs::write(&path, component).expect("write the component");
+    path
+}
