@@ -198,7 +198,7 @@ fn check_accepts_the_shipped_configurations() {
         let run = portcullis(["check".as_ref(), "--config".as_ref(), path.as_os_str()]);
         assert_eq!(run.status, 0, "{file}: {run:?}");
         assert!(
-            run.stdout.starts_with("configuration OK: 1 policy"),
+            run.stdout.starts_with("configuration OK: 1 policy loaded"),
             "{}",
             run.stdout
         );

@@ -118,7 +118,7 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
     let count = config.policies.len();
     let _ = writeln!(
         out,
-        "configuration OK: {count} {}, every one accepted its settings",
+        "configuration OK: {count} {} loaded, settings accepted",
         if count == 1 { "policy" } else { "policies" }
     );
     for (name, source, mode, digest) in pipeline.summary() {
