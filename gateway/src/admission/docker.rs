@@ -1,9 +1,9 @@
 //! Normalizes a Docker `POST /containers/create` body into a [`Workload`].
 //!
-//! The body is read as the engine reads it ([`super::gojson`]), and each
-//! setting that grants privileges is mapped into the workload model in the
-//! vocabulary of the Pod Security Standards, so the same policies judge
-//! `docker run` and a Kubernetes pod:
+//! The body is read as the engine reads it, with Go's `encoding/json` rules,
+//! and each setting that grants privileges is mapped into the workload model
+//! in the vocabulary of the Pod Security Standards, so the same policies
+//! judge `docker run` and a Kubernetes pod:
 //!
 //! - `--privileged`, `--cap-add`/`--cap-drop` (names normalized as the engine
 //!   does: upper case, no `CAP_`), `--read-only`, `--user`;
