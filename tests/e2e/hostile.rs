@@ -248,3 +248,51 @@ fn patches_apply_in_policy_order_and_only_when_enforcing() {
         );
     }
 }
+
+#[test]
+fn a_mutation_cannot_slip_past_a_policy_listed_before_it() {
+    let dir = scratch();
+    let config = config(
+        dir.path(),
+        &format!(
+            "policies:
+  - {{name: pod-security, module: builtin:pod-security}}
+  - {{name: escalate, module: {}, settings: {{behaviour: escalate}}}}
+",
+            test_policy().display()
+        ),
+    );
+    let run = eval_json(Some(&config), &[request("nginx-pod.yaml")]);
+    assert_eq!(run.status, 1, "the final object is privileged: {run:?}");
+    let decision = run.decision();
+    let pod_security = Run::policy(&decision, "pod-security");
+    assert!(
+        pod_security["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("privileged ("),
+        "pod-security judged the patched pod: {decision}"
+    );
+    assert_eq!(
+        decision["patch"],
+        Value::Null,
+        "a denied request is not patched"
+    );
+}
+
+#[test]
+fn mutations_that_never_settle_are_failures() {
+    let dir = scratch();
+    let config = with_behaviour(dir.path(), "restless", "");
+    let run = eval_json(Some(&config), &[request("nginx-pod.yaml")]);
+    assert_eq!(run.status, 1, "{run:?}");
+    let test = Run::policy(&run.decision(), "test");
+    assert_eq!(test["error"]["kind"], "invalid", "{test}");
+    assert!(
+        test["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must settle"),
+        "{test}"
+    );
+}

@@ -8,8 +8,10 @@
 //! runs out of memory, returns an invalid verdict) counts as a denial unless
 //! its `on_error` is `allow`. Patches of allowed `enforce` policies are
 //! applied in order, and the policies after a patch judge the patched object
-//! (re-normalized), which is what would run; a patch that does not apply,
-//! or leaves an object that cannot be read, is that policy's failure.
+//! (re-normalized); once every policy has run, those that judged an earlier
+//! version judge the final object again, since that is what would run. A
+//! patch that does not apply, leaves an object that cannot be read, or keeps
+//! changing the object on the second look, is that policy's failure.
 //!
 //! A [`Pipeline`] is immutable once loaded: a front door holds it for the
 //! whole of a request, and a reload builds a new one beside it.
@@ -194,36 +196,60 @@ impl Pipeline {
 
     /// Decides one request.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        let mut merge = Merge::default();
+        let matching: Vec<&LoadedPolicy> = self
+            .policies
+            .iter()
+            .filter(|policy| policy.matcher.matches(request))
+            .collect();
+        let mut operations = Vec::new();
         let mut current = Cow::Borrowed(request);
-        for policy in &self.policies {
-            if !policy.matcher.matches(&current) {
-                continue;
-            }
-            let started = Instant::now();
-            let mut outcome =
-                match policy
-                    .module
-                    .validate(&current, &policy.settings, policy.limits)
-                {
-                    Ok(verdict) => Outcome::Verdict(verdict),
-                    Err(error) => Outcome::Failed(Arc::new(error)),
-                };
+        let mut last_change = None;
+        let mut judged: Vec<(Outcome, Duration)> = Vec::with_capacity(matching.len());
+        for (index, policy) in matching.iter().enumerate() {
+            let (mut outcome, took) = policy.judge(&current);
             if let Some(patch) = patch_to_apply(policy, &outcome) {
                 match patched(&current, patch) {
                     Ok(next) => {
-                        merge.operations.extend(patch.0.iter().cloned());
+                        operations.extend(patch.0.iter().cloned());
                         current = Cow::Owned(next);
+                        last_change = Some(index);
                     }
-                    Err(reason) => {
-                        outcome = Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)))
-                    }
+                    Err(reason) => outcome = invalid(reason),
                 }
             }
-            merge.add(policy, outcome, started.elapsed());
+            judged.push((outcome, took));
         }
-        merge.finish()
+        // What would run is the patched object. The policies that judged an
+        // earlier version of it judge it again, so a mutation can never slip
+        // past a policy listed before it; a patch they still want must change
+        // nothing, or the mutations do not settle and that is a failure.
+        if let Some(last_change) = last_change {
+            for (policy, (outcome, took)) in matching.iter().zip(&mut judged).take(last_change + 1)
+            {
+                if matches!(outcome, Outcome::Failed(_)) {
+                    continue;
+                }
+                let (again, more) = policy.judge(&current);
+                *took += more;
+                *outcome = match patch_to_apply(policy, &again).map(|patch| patched(&current, patch)) {
+                    Some(Ok(next)) if next.object != current.object => invalid(
+                        "its patch changes the object again after the other policies' patches; mutations must settle".into(),
+                    ),
+                    Some(Err(reason)) => invalid(reason),
+                    _ => again,
+                };
+            }
+        }
+        let mut merge = Merge::default();
+        for (policy, (outcome, took)) in matching.iter().zip(judged) {
+            merge.add(policy, outcome, took);
+        }
+        merge.finish(operations)
     }
+}
+
+fn invalid(reason: String) -> Outcome {
+    Outcome::Failed(Arc::new(EvalError::InvalidVerdict(reason)))
 }
 
 /// The patch of an allowed verdict of an enforcing policy: the only patches
@@ -272,6 +298,16 @@ fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineErr
 }
 
 impl LoadedPolicy {
+    /// Evaluates the policy on `request`, timed.
+    fn judge(&self, request: &Request) -> (Outcome, Duration) {
+        let started = Instant::now();
+        let outcome = match self.module.validate(request, &self.settings, self.limits) {
+            Ok(verdict) => Outcome::Verdict(verdict),
+            Err(error) => Outcome::Failed(Arc::new(error)),
+        };
+        (outcome, started.elapsed())
+    }
+
     fn new(config: &PolicyConfig, module: Arc<Module>) -> Result<Self, PipelineError> {
         let settings = config.settings.to_string();
         let limits = Limits {
@@ -309,7 +345,6 @@ impl LoadedPolicy {
 /// Accumulates the outcomes of one request.
 #[derive(Default)]
 struct Merge {
-    operations: Vec<json_patch::PatchOperation>,
     denials: Vec<String>,
     code: Option<u16>,
     warnings: Vec<String>,
@@ -365,7 +400,7 @@ impl Merge {
         });
     }
 
-    fn finish(self) -> Decision {
+    fn finish(self, operations: Vec<json_patch::PatchOperation>) -> Decision {
         let allowed = self.denials.is_empty();
         Decision {
             allowed,
@@ -377,8 +412,7 @@ impl Merge {
             message: (!allowed).then(|| self.denials.join("\n")),
             warnings: self.warnings,
             // A denied request is not mutated.
-            patch: (allowed && !self.operations.is_empty())
-                .then_some(json_patch::Patch(self.operations)),
+            patch: (allowed && !operations.is_empty()).then_some(json_patch::Patch(operations)),
             policies: self.outcomes,
         }
     }

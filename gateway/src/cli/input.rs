@@ -58,7 +58,7 @@ pub(crate) fn read(path: &Path, docker: bool) -> Result<Request, InputError> {
     if docker {
         return Ok(docker_request(&bytes, path)?);
     }
-    let value = parse(&bytes)?;
+    let (value, json) = parse(&bytes)?;
     let Value::Object(fields) = &value else {
         return Err(InputError::Unrecognised);
     };
@@ -66,6 +66,9 @@ pub(crate) fn read(path: &Path, docker: bool) -> Result<Request, InputError> {
         fields.get("kind").and_then(Value::as_str),
         fields.get("apiVersion"),
     ) {
+        // A review in JSON is read from its own bytes, as the webhook reads
+        // it; one in YAML is converted first.
+        (Some("AdmissionReview"), _) if json => Ok(review::parse(&bytes)?.request),
         (Some("AdmissionReview"), _) => Ok(review::parse(value.to_string().as_bytes())?.request),
         (Some(_), Some(_)) => manifest_request(value),
         _ if looks_like_docker(fields) => Ok(docker_request(&bytes, path)?),
@@ -86,17 +89,20 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, InputError> {
     Ok(bytes)
 }
 
-/// JSON when it starts like JSON (so errors speak of JSON), YAML otherwise.
-fn parse(bytes: &[u8]) -> Result<Value, InputError> {
+/// JSON when it starts like JSON (so errors speak of JSON), YAML otherwise;
+/// also says which it was.
+fn parse(bytes: &[u8]) -> Result<(Value, bool), InputError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|error| InputError::Yaml(format!("not UTF-8: {error}")))?;
     if text.trim_start().starts_with(['{', '[']) {
-        serde_json::from_str(text).map_err(|error| InputError::Json(error.to_string()))
+        let value =
+            serde_json::from_str(text).map_err(|error| InputError::Json(error.to_string()))?;
+        Ok((value, true))
     } else {
         let mut documents: Vec<Value> = serde_saphyr::from_str_multiple(text)
             .map_err(|error| InputError::Yaml(crate::config::yaml_message(&error)))?;
         match documents.len() {
-            1 => Ok(documents.remove(0)),
+            1 => Ok((documents.remove(0), false)),
             0 => Err(InputError::Empty),
             count => Err(InputError::Documents(count)),
         }

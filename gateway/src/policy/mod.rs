@@ -452,3 +452,96 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict() -> bindings::types::Verdict {
+        bindings::types::Verdict {
+            allowed: false,
+            message: Some("no".into()),
+            code: None,
+            warnings: Vec::new(),
+            patch: None,
+            annotations: Vec::new(),
+        }
+    }
+
+    fn invalid(verdict: bindings::types::Verdict) -> String {
+        match check(verdict) {
+            Err(EvalError::InvalidVerdict(reason)) => reason,
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_verdict_passes_with_its_patch_parsed() {
+        let checked = check(bindings::types::Verdict {
+            allowed: true,
+            patch: Some(r#"[{"op": "add", "path": "/metadata/labels/a", "value": "b"}]"#.into()),
+            code: Some(451),
+            ..verdict()
+        })
+        .expect("valid");
+        assert_eq!(checked.patch.map(|patch| patch.0.len()), Some(1));
+        assert_eq!(checked.code, Some(451));
+    }
+
+    #[test]
+    fn what_a_client_would_choke_on_is_refused() {
+        assert!(
+            invalid(bindings::types::Verdict {
+                code: Some(200),
+                ..verdict()
+            })
+            .contains("200")
+        );
+        assert!(
+            invalid(bindings::types::Verdict {
+                code: Some(600),
+                ..verdict()
+            })
+            .contains("600")
+        );
+        let garbage = bindings::types::Verdict {
+            patch: Some("{not a patch".into()),
+            ..verdict()
+        };
+        assert!(invalid(garbage).contains("not an RFC 6902 JSON Patch"));
+        let unknown_op = bindings::types::Verdict {
+            patch: Some(r#"[{"op": "frobnicate", "path": "/a"}]"#.into()),
+            ..verdict()
+        };
+        assert!(invalid(unknown_op).contains("not an RFC 6902 JSON Patch"));
+        let long = bindings::types::Verdict {
+            message: Some("x".repeat(MAX_MESSAGE_BYTES + 1)),
+            ..verdict()
+        };
+        assert!(invalid(long).contains("message is longer"));
+        let many = bindings::types::Verdict {
+            warnings: vec![String::new(); MAX_WARNINGS + 1],
+            ..verdict()
+        };
+        assert!(invalid(many).contains("warnings"));
+        let annotations = bindings::types::Verdict {
+            annotations: vec![(String::new(), String::new()); MAX_ANNOTATIONS + 1],
+            ..verdict()
+        };
+        assert!(invalid(annotations).contains("annotations"));
+    }
+
+    #[test]
+    fn deadlines_round_up_and_add_a_tick() {
+        assert_eq!(deadline_ticks(Duration::from_millis(250)), 251);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 3);
+        assert_eq!(deadline_ticks(Duration::from_nanos(1)), 2);
+    }
+
+    #[test]
+    fn modules_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Module>();
+        shared::<Host>();
+    }
+}

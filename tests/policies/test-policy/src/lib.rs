@@ -19,6 +19,12 @@ enum Behaviour {
     Deny,
     /// Allow and add a label `<label>: "true"` to the object.
     Label,
+    /// Allow, and make the first container privileged: a mutation that a
+    /// validating policy listed earlier must still catch.
+    Escalate,
+    /// Allow, adding a label whose name depends on how many there are: a
+    /// mutation that never settles.
+    Restless,
     /// Spin forever.
     Loop,
     /// Allocate until the memory cap stops it.
@@ -78,6 +84,34 @@ impl Policy for TestPolicy {
                     Patch::new().add(pointer(&["metadata", "labels", key]), "true")
                 } else {
                     Patch::new().add("/metadata/labels", json!({ key: "true" }))
+                };
+                Verdict::allow().patch(patch)
+            }
+            Behaviour::Escalate => {
+                let pointer = request.workload.as_ref().and_then(|workload| {
+                    let container = workload.containers.first()?;
+                    workload.container_pointer(container)
+                });
+                match pointer {
+                    Some(pointer) => Verdict::allow().patch(Patch::new().add(
+                        format!("{pointer}/securityContext"),
+                        json!({"privileged": true}),
+                    )),
+                    None => Verdict::allow(),
+                }
+            }
+            Behaviour::Restless => {
+                let labels = request
+                    .workload
+                    .as_ref()
+                    .map_or(0, |workload| workload.labels.len());
+                let patch = if labels == 0 {
+                    Patch::new().add("/metadata/labels", json!({"restless-0": "true"}))
+                } else {
+                    Patch::new().add(
+                        pointer(&["metadata", "labels", &format!("restless-{labels}")]),
+                        "true",
+                    )
                 };
                 Verdict::allow().patch(patch)
             }
