@@ -96,12 +96,10 @@ pub fn normalize(body: &str, name: Option<&str>) -> Result<Workload, NormalizeEr
     // Anonymous volumes declared at the top level (`VOLUME` in the API).
     if let Some(volumes) = root.object("Volumes", "")? {
         for (target, _) in volumes.entries() {
-            add_volume(
+            attach(
                 &mut workload,
                 &mut container,
-                target,
-                "persistentVolumeClaim",
-                None,
+                named(target, "persistentVolumeClaim"),
                 target,
                 false,
             );
@@ -184,8 +182,12 @@ fn host_config(
         self::mount(mount.as_object(&path)?, workload, container, &path)?;
     }
     for (target, _) in host.string_map("Tmpfs", PATH)? {
-        add_volume(
-            workload, container, &target, "emptyDir", None, &target, false,
+        attach(
+            workload,
+            container,
+            named(&target, "emptyDir"),
+            &target,
+            false,
         );
     }
     for spec in host.strings("VolumesFrom", PATH)? {
@@ -385,23 +387,13 @@ fn bind(
     }
     let read_only = options.split(',').any(|option| option == "ro");
     if source.starts_with('/') {
-        add_volume(
-            workload,
-            container,
-            source,
-            "hostPath",
-            Some(source),
-            target,
-            read_only,
-        );
+        attach(workload, container, host(source), target, read_only);
     } else {
         let name = if source.is_empty() { target } else { source };
-        add_volume(
+        attach(
             workload,
             container,
-            name,
-            "persistentVolumeClaim",
-            None,
+            named(name, "persistentVolumeClaim"),
             target,
             read_only,
         );
@@ -422,39 +414,27 @@ fn mount(
     let read_only = mount.boolean("ReadOnly", path)?.unwrap_or(false);
     let name = if source.is_empty() { target } else { source };
     match kind {
-        "bind" | "npipe" => add_volume(
+        "bind" | "npipe" => attach(workload, container, host(source), target, read_only),
+        "tmpfs" => attach(
             workload,
             container,
-            source,
-            "hostPath",
-            Some(source),
+            named(target, "emptyDir"),
             target,
             read_only,
         ),
-        "tmpfs" => add_volume(
-            workload, container, target, "emptyDir", None, target, read_only,
-        ),
-        "image" => add_volume(workload, container, name, "image", None, target, read_only),
-        "cluster" => add_volume(workload, container, name, "csi", None, target, read_only),
+        "image" => attach(workload, container, named(name, "image"), target, read_only),
+        "cluster" => attach(workload, container, named(name, "csi"), target, read_only),
         "volume" => {
             let options_path = join(path, "VolumeOptions");
             let driver = match mount.object("VolumeOptions", path)? {
                 Some(options) => options.object("DriverConfig", &options_path)?,
                 None => None,
             };
-            let (kind, host_path) = match driver {
-                Some(driver) => volume_driver(driver, &join(&options_path, "DriverConfig"))?,
-                None => ("persistentVolumeClaim", None),
+            let volume = match driver {
+                Some(driver) => volume_driver(name, driver, &join(&options_path, "DriverConfig"))?,
+                None => named(name, "persistentVolumeClaim"),
             };
-            add_volume(
-                workload,
-                container,
-                name,
-                kind,
-                host_path.as_deref(),
-                target,
-                read_only,
-            );
+            attach(workload, container, volume, target, read_only);
         }
         other => {
             return Err(NormalizeError::new(
@@ -468,13 +448,10 @@ fn mount(
 
 /// What a volume with an explicit driver really mounts. The `local` driver
 /// mounts whatever its options say: `o=bind,device=/` is the host's root.
-fn volume_driver(
-    driver: &Object,
-    path: &str,
-) -> Result<(&'static str, Option<String>), NormalizeError> {
-    let name = driver.string("Name", path)?.unwrap_or_default();
-    if !name.is_empty() && name != "local" {
-        return Ok(("csi", None));
+fn volume_driver(name: &str, driver: &Object, path: &str) -> Result<Volume, NormalizeError> {
+    let driver_name = driver.string("Name", path)?.unwrap_or_default();
+    if !driver_name.is_empty() && driver_name != "local" {
+        return Ok(named(name, "csi"));
     }
     let options = driver.string_map("Options", path)?;
     let option = |key: &str| {
@@ -484,32 +461,48 @@ fn volume_driver(
             .map(|(_, v)| v.as_str())
     };
     Ok(match (option("type"), option("device")) {
-        (_, None) => ("persistentVolumeClaim", None),
-        (Some("nfs" | "nfs4"), Some(_)) => ("nfs", None),
-        (Some("tmpfs"), Some(_)) => ("emptyDir", None),
-        (_, Some(device)) => ("hostPath", Some(device.to_owned())),
+        (_, None) => named(name, "persistentVolumeClaim"),
+        (Some("nfs" | "nfs4"), Some(_)) => named(name, "nfs"),
+        (Some("tmpfs"), Some(_)) => named(name, "emptyDir"),
+        (_, Some(device)) => Volume {
+            host_path: Some(device.to_owned()),
+            ..named(name, "hostPath")
+        },
     })
 }
 
-fn add_volume(
+/// A `hostPath` volume, named by its host path.
+fn host(path: &str) -> Volume {
+    Volume {
+        name: path.to_owned(),
+        kind: "hostPath".into(),
+        host_path: Some(path.to_owned()),
+    }
+}
+
+/// A volume of another kind.
+fn named(name: &str, kind: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        host_path: None,
+    }
+}
+
+/// Adds `volume` to the workload, mounted by the container at `target`.
+fn attach(
     workload: &mut Workload,
     container: &mut Container,
-    name: &str,
-    kind: &str,
-    host_path: Option<&str>,
+    volume: Volume,
     target: &str,
     read_only: bool,
 ) {
-    workload.volumes.push(Volume {
-        name: name.to_owned(),
-        kind: kind.to_owned(),
-        host_path: host_path.map(str::to_owned),
-    });
     container.volume_mounts.push(VolumeMount {
-        name: name.to_owned(),
+        name: volume.name.clone(),
         mount_path: target.to_owned(),
         read_only,
     });
+    workload.volumes.push(volume);
 }
 
 /// `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`.

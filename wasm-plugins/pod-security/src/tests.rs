@@ -1,9 +1,8 @@
 //! Behaviour as a person sees it: verdicts and messages for whole requests.
 
 use portcullis_policy_sdk::types::{
-    Capabilities, Container, ContainerKind, GroupVersionKind, HandlerHost, Operation, Origin,
-    PodSecurityContext, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl,
-    UserInfo, Volume, Workload,
+    Container, ContainerKind, GroupVersionKind, HandlerHost, Operation, Origin, Port, Request,
+    SeLinuxOptions, SecurityProfile, Sysctl, Volume, Workload,
 };
 use portcullis_policy_sdk::{Policy, Verdict};
 
@@ -14,30 +13,8 @@ use crate::{Level, PodSecurity, Settings, Version};
 fn container(name: &str) -> Container {
     Container {
         name: name.into(),
-        kind: ContainerKind::Regular,
-        index: 0,
         image: "registry.k8s.io/pause".into(),
-        security_context: SecurityContext {
-            privileged: None,
-            allow_privilege_escalation: None,
-            capabilities: Capabilities {
-                add: vec![],
-                drop: vec![],
-            },
-            run_as_user: None,
-            run_as_group: None,
-            run_as_non_root: None,
-            read_only_root_filesystem: None,
-            seccomp_profile: None,
-            app_armor_profile: None,
-            se_linux_options: None,
-            proc_mount: None,
-            windows_host_process: None,
-        },
-        ports: vec![],
-        volume_mounts: vec![],
-        devices: vec![],
-        handler_hosts: vec![],
+        ..Default::default()
     }
 }
 
@@ -54,30 +31,8 @@ fn hardened(name: &str) -> Container {
 fn pod(containers: Vec<Container>) -> Workload {
     Workload {
         template_path: Some(String::new()),
-        labels: vec![],
-        annotations: vec![],
-        os: None,
-        host_network: false,
-        host_pid: false,
-        host_ipc: false,
-        host_uts: false,
-        host_cgroup: false,
-        host_users: None,
-        security_context: PodSecurityContext {
-            run_as_user: None,
-            run_as_group: None,
-            run_as_non_root: None,
-            fs_group: None,
-            supplemental_groups: vec![],
-            seccomp_profile: None,
-            app_armor_profile: None,
-            se_linux_options: None,
-            windows_host_process: None,
-            sysctls: vec![],
-        },
         containers,
-        volumes: vec![],
-        borrowed: vec![],
+        ..Default::default()
     }
 }
 
@@ -106,19 +61,10 @@ fn request(operation: Operation, origin: Origin, workload: Option<Workload>) -> 
             kind: "Pod".into(),
         },
         resource: "pods".into(),
-        sub_resource: None,
         namespace: Some("default".into()),
         name: Some("pod".into()),
-        user: UserInfo {
-            name: "alice".into(),
-            uid: String::new(),
-            groups: vec![],
-        },
-        dry_run: false,
-        object: None,
-        old_object: None,
         workload,
-        images: vec![],
+        ..Default::default()
     }
 }
 

@@ -37,6 +37,7 @@
 //! keeps no state between requests. It has no files, environment or network;
 //! [`log`] (and anything printed) goes to the gateway's log.
 
+mod defaults;
 mod patch;
 mod request;
 mod verdict;
@@ -62,6 +63,16 @@ pub mod bindings {
         export_macro_name: "__export_policy_world",
         default_bindings_module: "portcullis_policy_sdk::__private::bindings",
         additional_derives: [PartialEq],
+        // Records without enum fields get a derived Default; `defaults.rs`
+        // writes the others by hand.
+        additional_type_attributes: {
+            "portcullis:policy/types@0.1.0/group-version-kind": [#[derive(Default)]],
+            "portcullis:policy/types@0.1.0/user-info": [#[derive(Default)]],
+            "portcullis:policy/types@0.1.0/capabilities": [#[derive(Default)]],
+            "portcullis:policy/types@0.1.0/security-context": [#[derive(Default)]],
+            "portcullis:policy/types@0.1.0/pod-security-context": [#[derive(Default)]],
+            "portcullis:policy/types@0.1.0/workload": [#[derive(Default)]],
+        },
     });
 }
 

@@ -58,35 +58,12 @@ fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Capabilities, PodSecurityContext, SecurityContext};
 
     fn container(kind: ContainerKind, index: u32) -> Container {
         Container {
-            name: "c".into(),
             kind,
             index,
-            image: "nginx".into(),
-            security_context: SecurityContext {
-                privileged: None,
-                allow_privilege_escalation: None,
-                capabilities: Capabilities {
-                    add: vec![],
-                    drop: vec![],
-                },
-                run_as_user: None,
-                run_as_group: None,
-                run_as_non_root: None,
-                read_only_root_filesystem: None,
-                seccomp_profile: None,
-                app_armor_profile: None,
-                se_linux_options: None,
-                proc_mount: None,
-                windows_host_process: None,
-            },
-            ports: vec![],
-            volume_mounts: vec![],
-            devices: vec![],
-            handler_hosts: vec![],
+            ..Default::default()
         }
     }
 
@@ -94,29 +71,7 @@ mod tests {
         Workload {
             template_path: template_path.map(Into::into),
             labels: vec![("app".into(), "web".into())],
-            annotations: vec![],
-            os: None,
-            host_network: false,
-            host_pid: false,
-            host_ipc: false,
-            host_uts: false,
-            host_cgroup: false,
-            host_users: None,
-            security_context: PodSecurityContext {
-                run_as_user: None,
-                run_as_group: None,
-                run_as_non_root: None,
-                fs_group: None,
-                supplemental_groups: vec![],
-                seccomp_profile: None,
-                app_armor_profile: None,
-                se_linux_options: None,
-                windows_host_process: None,
-                sysctls: vec![],
-            },
-            containers: vec![],
-            volumes: vec![],
-            borrowed: vec![],
+            ..Default::default()
         }
     }
 
