@@ -95,3 +95,30 @@ fn a_cache_others_can_write_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn the_usual_cache_place_is_a_convenience_not_a_requirement() {
+    // No cache chosen; the default place under $HOME is unusable.
+    let dir = scratch();
+    let cache = dir.path().join(".cache/portcullis");
+    std::fs::create_dir_all(&cache).expect("create");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let run = portcullis_with(
+        ["check"],
+        &[
+            ("PORTCULLIS_CACHE_DIR", "".as_ref()),
+            ("XDG_CACHE_HOME", "".as_ref()),
+            ("HOME", dir.path().as_os_str()),
+        ],
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("running without a compilation cache"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        entries(&cache).is_empty(),
+        "nothing written to an untrusted directory"
+    );
+}

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::admission::Pipeline;
 use crate::config::Config;
-use crate::policy::{Host, HostOptions};
+use crate::policy::{Host, HostOptions, LoadError};
 
 /// Exit status of a denial.
 const DENIED: u8 = 1;
@@ -104,24 +104,44 @@ fn load(config: Option<&Path>) -> Result<(Config, Pipeline), Error> {
         Some(path) => Config::from_file(path)?,
         None => Config::default_config(),
     };
-    let host = Host::new(&HostOptions {
-        cache_dir: config.cache_dir.clone().or_else(default_cache_dir),
-    })?;
+    let chosen = config
+        .cache_dir
+        .clone()
+        .or_else(|| env_path("PORTCULLIS_CACHE_DIR"));
+    let host = match chosen {
+        // A cache the operator chose must work.
+        Some(dir) => Host::new(&HostOptions {
+            cache_dir: Some(dir),
+        })?,
+        // The usual place is a convenience: without it, compile every time.
+        None => match Host::new(&HostOptions {
+            cache_dir: user_cache_dir(),
+        }) {
+            Err(LoadError::Cache(error)) => {
+                tracing::warn!(
+                    "running without a compilation cache: {}",
+                    render::error_chain(&error)
+                );
+                Host::new(&HostOptions::default())?
+            }
+            host => host?,
+        },
+    };
     let pipeline = Pipeline::load(&config, &host)?;
     Ok((config, pipeline))
 }
 
-/// `$PORTCULLIS_CACHE_DIR`, else `$XDG_CACHE_HOME/portcullis`, else
-/// `~/.cache/portcullis`.
-fn default_cache_dir() -> Option<PathBuf> {
-    let var = |name| {
-        std::env::var_os(name)
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-    };
-    var("PORTCULLIS_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("portcullis")))
-        .or_else(|| var("HOME").map(|home| home.join(".cache").join("portcullis")))
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$XDG_CACHE_HOME/portcullis`, else `~/.cache/portcullis`.
+fn user_cache_dir() -> Option<PathBuf> {
+    env_path("XDG_CACHE_HOME")
+        .map(|dir| dir.join("portcullis"))
+        .or_else(|| env_path("HOME").map(|home| home.join(".cache").join("portcullis")))
 }
 
 fn eval(
