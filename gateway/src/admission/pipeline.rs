@@ -166,18 +166,20 @@ impl Pipeline {
     /// Loads every policy of `config`: compiles (or takes from the cache) each
     /// distinct module once, and has each policy check its settings.
     pub fn load(config: &Config, host: &Host) -> Result<Self, PipelineError> {
-        let mut modules: HashMap<ModuleSource, Arc<Module>> = HashMap::new();
+        // Each distinct module is compiled once; policies that share it get
+        // their own handle, so its log lines carry the policy's name.
+        let mut modules: HashMap<ModuleSource, Module> = HashMap::new();
         let mut policies = Vec::with_capacity(config.policies.len());
         for policy in &config.policies {
             let module = match modules.get(&policy.module) {
-                Some(module) => module.clone(),
+                Some(module) => module.named(&policy.name),
                 None => {
-                    let module = Arc::new(load_module(host, policy)?);
+                    let module = load_module(host, policy)?;
                     modules.insert(policy.module.clone(), module.clone());
                     module
                 }
             };
-            policies.push(LoadedPolicy::new(policy, module)?);
+            policies.push(LoadedPolicy::new(policy, Arc::new(module))?);
         }
         Ok(Self { policies })
     }
@@ -291,7 +293,7 @@ fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineErr
         ModuleSource::Builtin(name) => {
             // The configuration parser only accepts names of built-ins.
             let wasm = builtin::find(name).unwrap_or_default();
-            host.load(name, wasm).map_err(load_error)
+            host.load(&policy.name, wasm).map_err(load_error)
         }
         ModuleSource::File(path) => host.load_file(&policy.name, path).map_err(load_error),
     }

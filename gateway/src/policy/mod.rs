@@ -246,7 +246,9 @@ fn engine_config() -> Config {
     config
 }
 
-/// A loaded policy: compiled, linked, ready to instantiate.
+/// A loaded policy: compiled, linked, ready to instantiate. Cloning shares
+/// the compiled code.
+#[derive(Clone)]
 pub struct Module {
     name: Arc<str>,
     digest: String,
@@ -266,6 +268,15 @@ impl std::fmt::Debug for Module {
 }
 
 impl Module {
+    /// The same compiled policy under another name (the name tags its log
+    /// lines), sharing the compiled code.
+    pub fn named(&self, name: &str) -> Module {
+        Module {
+            name: name.into(),
+            ..self.clone()
+        }
+    }
+
     /// The sha256 of the component, hex.
     pub fn digest(&self) -> &str {
         &self.digest
