@@ -99,6 +99,13 @@ fn a_panic_is_reported_as_a_trap() {
 }
 
 #[test]
+fn host_resources_are_capped() {
+    // Without a cap, a million stream handles would live in host memory.
+    let (test, _) = failure("resources", "deny");
+    assert_eq!(test["error"]["kind"], "trap", "{test}");
+}
+
+#[test]
 fn invalid_verdicts_are_errors() {
     let (patch, _) = failure("bad-patch", "deny");
     assert_eq!(patch["error"]["kind"], "invalid", "{patch}");

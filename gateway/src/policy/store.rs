@@ -18,6 +18,10 @@ const LOG_BUDGET: usize = 64 * 1024;
 /// Largest table a policy may grow, in elements.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// Most host resources (streams, pollables) a policy may hold at once: each
+/// lives in host memory, outside the policy's memory cap.
+const MAX_RESOURCES: usize = 1_000;
+
 /// Data of one short-lived [`wasmtime::Store`].
 pub(crate) struct EvalState {
     wasi: WasiCtx,
@@ -44,9 +48,11 @@ impl EvalState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory_limit,
             memory_used: 0,
             memory_exceeded: false,
@@ -72,7 +78,10 @@ impl ResourceLimiter for EvalState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // The cap covers every linear memory of the instance together.
-        let total = self.memory_used - current + desired;
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
         if total > self.memory_limit {
             // Refuse the growth (memory.grow returns -1) rather than trap:
             // a policy that copes with allocation failure may still answer.

@@ -42,6 +42,8 @@ enum Behaviour {
     /// Try to read files, the environment and the network; deny listing
     /// whatever worked.
     Escape,
+    /// Open host streams without ever closing them.
+    Resources,
     /// Report how many times this instance has evaluated a request.
     Count,
 }
@@ -140,6 +142,7 @@ impl Policy for TestPolicy {
                 Verdict::allow()
             }
             Behaviour::Escape => escape(),
+            Behaviour::Resources => hoard_resources(),
             Behaviour::Count => {
                 let count = EVALUATIONS.fetch_add(1, Ordering::Relaxed) + 1;
                 Verdict::allow().annotate("evaluations", count.to_string())
@@ -154,6 +157,16 @@ fn recurse(depth: u64) -> u64 {
     }
     let frame = std::hint::black_box([depth; 64]);
     recurse(depth + 1) + frame[0]
+}
+
+/// Asks the host for a million stdout handles and keeps them all: each one
+/// is host memory the policy's own cap does not cover.
+fn hoard_resources() -> Verdict {
+    #[cfg(target_arch = "wasm32")]
+    for _ in 0..1_000_000 {
+        std::mem::forget(wasip2::cli::stdout::get_stdout());
+    }
+    Verdict::deny("the host handed out a million resources")
 }
 
 /// Everything a policy should not be able to reach.
