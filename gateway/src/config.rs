@@ -4,6 +4,7 @@
 //! (`policies[1].timeout`) and, where the parser knows it, the line.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +41,74 @@ pub struct Config {
     /// The policies, evaluated in this order.
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    /// The Kubernetes admission webhook (`portcullis serve`).
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// How long the API server waits for the webhook when the configuration
+/// does not say (Kubernetes' own default).
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest AdmissionReview accepted when the configuration does not say:
+/// an object and its old version, each up to etcd's 3 MiB, plus the envelope.
+pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
+
+/// The Kubernetes admission webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Address and port to listen on, for example `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// The serving certificate, and optionally the CA clients must present a
+    /// certificate from.
+    pub tls: TlsConfig,
+    /// How long the API server waits for an answer (`timeoutSeconds` of the
+    /// webhook configuration, 1 to 30 s). Every review is answered within it.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// What the API server does when the webhook cannot be reached
+    /// (`failurePolicy`).
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    /// Largest request body accepted.
+    #[serde(default = "default_max_body", deserialize_with = "byte_size")]
+    pub max_body: u64,
+}
+
+/// Certificate files. They are watched: replacing them switches new
+/// connections to the new certificate without a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serving certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// CA whose certificates clients must present (mutual TLS), PEM.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What the API server does with a request when the webhook fails to answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Reject the request.
+    #[default]
+    Fail,
+    /// Let the request through.
+    Ignore,
+}
+
+impl FailurePolicy {
+    /// The spelling of `failurePolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::Fail => "Fail",
+            FailurePolicy::Ignore => "Ignore",
+        }
+    }
 }
 
 /// One policy.
@@ -249,6 +318,19 @@ impl Config {
         if let Some(dir) = &mut config.cache_dir {
             *dir = base.join(&*dir);
         }
+        if let Some(kubernetes) = &mut config.kubernetes {
+            let tls = &mut kubernetes.tls;
+            for file in [
+                Some(&mut tls.cert),
+                Some(&mut tls.key),
+                tls.client_ca.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *file = base.join(&*file);
+            }
+        }
         Ok(config)
     }
 
@@ -278,6 +360,14 @@ impl Config {
 
     /// Checks what the types alone cannot.
     fn check(&self) -> Result<(), (String, String)> {
+        if let Some(kubernetes) = &self.kubernetes
+            && !(Duration::from_secs(1)..=Duration::from_secs(30)).contains(&kubernetes.timeout)
+        {
+            return Err((
+                "kubernetes.timeout".into(),
+                "must be between 1s and 30s, the range the API server accepts".into(),
+            ));
+        }
         for (index, policy) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{index}].{field}");
             let valid_name = !policy.name.is_empty()
@@ -353,6 +443,14 @@ fn default_timeout() -> Duration {
 
 fn default_memory() -> u64 {
     DEFAULT_MEMORY
+}
+
+fn default_webhook_timeout() -> Duration {
+    DEFAULT_WEBHOOK_TIMEOUT
+}
+
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY
 }
 
 /// Reads a duration written as a number and a unit: `500ms`, `2s`, `1m`.

@@ -1,15 +1,29 @@
 //! Portcullis: an admission gateway for Kubernetes and Docker that verifies
 //! what would run and judges it with WebAssembly policies.
 //!
-//! - [`admission`]: the decision core (request model, workload
-//!   normalization, the policy pipeline);
-//! - [`policy`]: the wasmtime host that runs policies;
-//! - [`config`]: the configuration file;
-//! - [`kubernetes`]: the Kubernetes front door (AdmissionReview);
-//! - [`cli`]: the `portcullis` command.
+//! - [`admission`], the decision core: request model, workload
+//!   normalization, the policy pipeline;
+//! - [`policy`], the wasmtime host that runs policies;
+//! - [`config`], the configuration file;
+//! - [`kubernetes`], the Kubernetes front door: the admission webhook;
+//! - [`telemetry`], metrics;
+//! - [`cli`], the `portcullis` command.
 
 pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod kubernetes;
 pub mod policy;
+pub mod telemetry;
+
+/// An error and its causes, `: `-separated, for logs and messages.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    use std::fmt::Write as _;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}

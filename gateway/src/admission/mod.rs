@@ -22,7 +22,7 @@ pub use crate::policy::bindings::types::{
     SecurityContext, SecurityProfile, Sysctl, UserInfo, Verification, Volume, VolumeMount,
     Workload,
 };
-pub use pipeline::{Decision, Effect, Outcome, Pipeline, PipelineError, PolicyOutcome};
+pub use pipeline::{Decision, Effect, Outcome, Phase, Pipeline, PipelineError, PolicyOutcome};
 
 /// Why an object could not be read: the path of the offending field and
 /// what is wrong with it.

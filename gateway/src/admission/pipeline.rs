@@ -196,20 +196,31 @@ impl Pipeline {
         })
     }
 
-    /// Decides one request.
+    /// Decides one request as a mutating webhook would, with no time limit
+    /// beyond each policy's own: what `portcullis eval` shows.
     pub fn evaluate(&self, request: &Request) -> Decision {
+        self.decide(request, Phase::Mutating, None)
+    }
+
+    /// Decides one request. In the [`Phase::Validating`] phase patches are
+    /// not applied: the object is judged as it will be stored. With a
+    /// `deadline`, no policy runs past it; a policy left without time fails
+    /// with [`EvalError::NoTime`] and its `on_error` decides.
+    pub fn decide(&self, request: &Request, phase: Phase, deadline: Option<Instant>) -> Decision {
         let matching: Vec<&LoadedPolicy> = self
             .policies
             .iter()
             .filter(|policy| policy.matcher.matches(request))
             .collect();
+        let judge = |policy: &LoadedPolicy, request: &Request| policy.judge(request, deadline);
+        let mutating = phase == Phase::Mutating;
         let mut operations = Vec::new();
         let mut current = Cow::Borrowed(request);
         let mut last_change = None;
         let mut judged: Vec<(Outcome, Duration)> = Vec::with_capacity(matching.len());
         for (index, policy) in matching.iter().enumerate() {
-            let (mut outcome, took) = policy.judge(&current);
-            if let Some(patch) = patch_to_apply(policy, &outcome) {
+            let (mut outcome, took) = judge(policy, &current);
+            if let Some(patch) = patch_to_apply(policy, &outcome).filter(|_| mutating) {
                 match patched(&current, patch) {
                     Ok(next) => {
                         operations.extend(patch.0.iter().cloned());
@@ -231,7 +242,7 @@ impl Pipeline {
                 if matches!(outcome, Outcome::Failed(_)) {
                     continue;
                 }
-                let (again, more) = policy.judge(&current);
+                let (again, more) = judge(policy, &current);
                 *took += more;
                 *outcome = match patch_to_apply(policy, &again).map(|patch| patched(&current, patch)) {
                     Some(Ok(next)) if next.object != current.object => invalid(
@@ -248,6 +259,15 @@ impl Pipeline {
         }
         merge.finish(operations)
     }
+}
+
+/// Which kind of admission a decision is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A mutating webhook: patches apply, and the decision carries them.
+    Mutating,
+    /// A validating webhook: the object is final; patches are ignored.
+    Validating,
 }
 
 fn invalid(reason: String) -> Outcome {
@@ -300,10 +320,21 @@ fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineErr
 }
 
 impl LoadedPolicy {
-    /// Evaluates the policy on `request`, timed.
-    fn judge(&self, request: &Request) -> (Outcome, Duration) {
+    /// Evaluates the policy on `request`, timed, within `deadline`.
+    fn judge(&self, request: &Request, deadline: Option<Instant>) -> (Outcome, Duration) {
         let started = Instant::now();
-        let outcome = match self.module.validate(request, &self.settings, self.limits) {
+        let mut limits = self.limits;
+        if let Some(deadline) = deadline {
+            limits.timeout = limits
+                .timeout
+                .min(deadline.saturating_duration_since(started));
+        }
+        let result = if limits.timeout.is_zero() {
+            Err(EvalError::NoTime)
+        } else {
+            self.module.validate(request, &self.settings, limits)
+        };
+        let outcome = match result {
             Ok(verdict) => Outcome::Verdict(verdict),
             Err(error) => Outcome::Failed(Arc::new(error)),
         };

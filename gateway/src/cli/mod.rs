@@ -1,7 +1,8 @@
-//! The `portcullis` command line: `eval` and `check`.
+//! The `portcullis` command line: `eval`, `check`, `serve`, `certs` and
+//! `manifests`.
 //!
-//! Exit status: 0 allowed (or the configuration is valid), 1 denied, 2 the
-//! configuration or an input could not be used.
+//! Exit status: 0 allowed (or done), 1 denied, 2 the configuration or an
+//! input could not be used.
 
 mod input;
 mod render;
@@ -11,9 +12,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::sync::Arc;
+
 use crate::admission::Pipeline;
 use crate::config::Config;
+use crate::kubernetes::server::{self, Webhook};
+use crate::kubernetes::{certs, manifests, tls};
 use crate::policy::{Host, HostOptions, LoadError};
+use crate::telemetry::Metrics;
 
 /// Exit status of a denial.
 const DENIED: u8 = 1;
@@ -55,6 +61,49 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the Kubernetes admission webhook (the configuration's
+    /// `kubernetes` section) until SIGTERM or SIGINT.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a CA and a serving certificate for the webhook's Service.
+    Certs {
+        /// The Service's name.
+        #[arg(long, default_value = "portcullis")]
+        service: String,
+        /// The Service's namespace.
+        #[arg(long, default_value = "portcullis-system")]
+        namespace: String,
+        /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// More DNS names or IP addresses for the certificate (repeatable).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Print the Kubernetes manifests that deploy the webhook.
+    Manifests {
+        /// Configuration file (its `kubernetes` section is adapted to the pod).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Namespace to deploy into.
+        #[arg(long, default_value = "portcullis-system")]
+        namespace: String,
+        /// Name of the Deployment, Service and the rest.
+        #[arg(long, default_value = "portcullis")]
+        name: String,
+        /// Container image.
+        #[arg(long, default_value = concat!("portcullis:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// Directory written by `portcullis certs`.
+        #[arg(long)]
+        certs: PathBuf,
+    },
 }
 
 /// How `eval` prints decisions.
@@ -87,11 +136,37 @@ pub fn run(cli: Cli) -> ExitCode {
             requests,
         } => eval(config.as_deref(), docker, output, &requests),
         Command::Check { config } => check(config.as_deref()),
+        Command::Serve { config } => serve(&config),
+        Command::Certs {
+            service,
+            namespace,
+            out,
+            names,
+            days,
+        } => certs(service, namespace, &out, names, days),
+        Command::Manifests {
+            config,
+            namespace,
+            name,
+            image,
+            certs,
+        } => manifests::generate(&manifests::Options {
+            config,
+            namespace,
+            name,
+            image,
+            certs,
+        })
+        .map(|yaml| {
+            print!("{yaml}");
+            0
+        })
+        .map_err(Into::into),
     };
     match result {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
-            eprintln!("error: {}", render::error_chain(&*error));
+            eprintln!("error: {}", crate::error_chain(&*error));
             ExitCode::from(ERROR)
         }
     }
@@ -120,7 +195,7 @@ fn load(config: Option<&Path>) -> Result<(Config, Pipeline), Error> {
             Err(LoadError::Cache(error)) => {
                 tracing::warn!(
                     "running without a compilation cache: {}",
-                    render::error_chain(&error)
+                    crate::error_chain(&error)
                 );
                 Host::new(&HostOptions::default())?
             }
@@ -156,7 +231,7 @@ fn eval(
         let request = match input::read(file, docker) {
             Ok(request) => request,
             Err(error) => {
-                eprintln!("error: {}: {}", file.display(), render::error_chain(&error));
+                eprintln!("error: {}: {}", file.display(), crate::error_chain(&error));
                 status = ERROR;
                 continue;
             }
@@ -171,6 +246,75 @@ fn eval(
         }
     }
     Ok(status)
+}
+
+fn serve(config: &Path) -> Result<u8, Error> {
+    let (config, pipeline) = load(Some(config))?;
+    let webhook = config
+        .kubernetes
+        .ok_or("the configuration has no `kubernetes` section: nothing to serve")?;
+    let tls = tls::server_config(&webhook.tls)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(webhook.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", webhook.listen))?;
+        let address = listener.local_addr()?;
+        let server = Arc::new(Webhook::new(
+            Arc::new(pipeline),
+            Arc::new(Metrics::default()),
+            webhook.timeout,
+            webhook.max_body,
+        ));
+        tokio::spawn(tls.reloader.watch());
+        tracing::info!("serving the admission webhook on https://{address}");
+        // Scripts and tests wait for this line to know the port.
+        println!("listening on https://{address}");
+        server::serve(server, listener, tls.config, shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok::<_, Error>(0)
+    })
+}
+
+/// SIGTERM (what Kubernetes sends) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        // Without signal handlers the process can only be killed; serve on.
+        _ => std::future::pending().await,
+    }
+    tracing::info!("shutting down: readiness is off, finishing in-flight reviews");
+}
+
+fn certs(
+    service: String,
+    namespace: String,
+    out: &Path,
+    names: Vec<String>,
+    days: u64,
+) -> Result<u8, Error> {
+    let request = certs::Request {
+        service,
+        namespace,
+        extra_names: names,
+        validity: std::time::Duration::from_secs(days.saturating_mul(86_400)),
+    };
+    let written = certs::generate(&request)?.write(out)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
 }
 
 fn check(config: Option<&Path>) -> Result<u8, Error> {

@@ -131,17 +131,6 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
     out
 }
 
-/// An error and its causes, `: `-separated.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 fn micros(duration: Duration) -> String {
     format!("{} µs", duration.as_micros())
 }

@@ -1,15 +1,18 @@
-//! AdmissionReview (`admission.k8s.io/v1` and `v1beta1`) to [`Request`].
+//! AdmissionReview (`admission.k8s.io/v1` and `v1beta1`) to [`Request`],
+//! and a [`Decision`] back to an AdmissionReview response.
 //!
 //! The object and old object are kept as the JSON text the API server sent
 //! (borrowed, then copied once into the request); the workload is
 //! normalized from that same text, so the policy's raw object and its
 //! workload can never disagree.
 
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 use crate::admission::{
-    self, GroupVersionKind, NormalizeError, Operation, Origin, Request, UserInfo,
+    self, Decision, GroupVersionKind, NormalizeError, Operation, Origin, Outcome, Request, UserInfo,
 };
 
 /// The AdmissionReview API versions the webhook speaks.
@@ -190,6 +193,85 @@ pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
     };
     admission::kubernetes::normalize_request(&mut request).map_err(ReviewError::Object)?;
     Ok(Review { version, request })
+}
+
+/// Longest audit annotation key the API server accepts (a label name).
+const MAX_ANNOTATION_KEY: usize = 63;
+
+/// The AdmissionReview answering a request: the uid echoed, the verdict,
+/// every reason of a denial in `status.message`, the warnings, the audit
+/// annotations of each policy (as `<policy>.<key>`), and — only when
+/// `patch` is true, for the mutating endpoint — the merged JSON Patch.
+pub fn response(
+    version: ReviewVersion,
+    request: &Request,
+    decision: &Decision,
+    patch: bool,
+) -> Value {
+    let mut response = Map::new();
+    response.insert("uid".into(), json!(request.uid));
+    response.insert("allowed".into(), json!(decision.allowed));
+    if !decision.allowed {
+        response.insert(
+            "status".into(),
+            json!({
+                "code": decision.code,
+                "message": decision.message.as_deref().unwrap_or("denied"),
+            }),
+        );
+    }
+    if !decision.warnings.is_empty() {
+        response.insert("warnings".into(), json!(decision.warnings));
+    }
+    if let Some(operations) = decision.patch.as_ref().filter(|_| patch) {
+        let text = serde_json::to_vec(operations).unwrap_or_default();
+        response.insert("patchType".into(), json!("JSONPatch"));
+        response.insert(
+            "patch".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+    let mut annotations = Map::new();
+    for policy in &decision.policies {
+        if let Outcome::Verdict(verdict) = &policy.outcome {
+            for (key, value) in &verdict.annotations {
+                annotations.insert(annotation_key(&policy.name, key), json!(value));
+            }
+        }
+    }
+    if request.dry_run {
+        annotations.insert("dry-run".into(), json!("true"));
+    }
+    if !annotations.is_empty() {
+        response.insert("auditAnnotations".into(), Value::Object(annotations));
+    }
+    json!({
+        "apiVersion": version.api_version(),
+        "kind": "AdmissionReview",
+        "response": response,
+    })
+}
+
+/// `<policy>.<key>` as a valid audit annotation key: the API server adds
+/// the webhook's name as the prefix and refuses keys that are not label
+/// names (alphanumerics, `-`, `_`, `.`, at most 63, alphanumeric at both
+/// ends).
+fn annotation_key(policy: &str, key: &str) -> String {
+    let mut name: String = format!("{policy}.{key}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_ANNOTATION_KEY)
+        .collect();
+    while name.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        name.pop();
+    }
+    name
 }
 
 #[cfg(test)]

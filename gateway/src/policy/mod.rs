@@ -117,6 +117,9 @@ pub enum EvalError {
     /// The policy answered, but not with a usable verdict.
     #[error("policy returned an invalid verdict: {0}")]
     InvalidVerdict(String),
+    /// The request's time budget ran out before the policy could run.
+    #[error("no time was left in the review's budget to run the policy")]
+    NoTime,
     /// A fresh instance could not be created (for example, too many
     /// evaluations at once).
     #[error("policy could not be instantiated: {0}")]
@@ -127,7 +130,7 @@ pub enum EvalError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// [`EvalError::Timeout`].
+    /// [`EvalError::Timeout`] and [`EvalError::NoTime`].
     Timeout,
     /// [`EvalError::OutOfMemory`].
     Memory,
@@ -137,11 +140,23 @@ pub enum ErrorKind {
     Invalid,
 }
 
+impl ErrorKind {
+    /// `timeout`, `memory`, `trap` or `invalid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Invalid => "invalid",
+        }
+    }
+}
+
 impl EvalError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EvalError::Timeout(_) => ErrorKind::Timeout,
+            EvalError::Timeout(_) | EvalError::NoTime => ErrorKind::Timeout,
             EvalError::OutOfMemory(_) => ErrorKind::Memory,
             EvalError::Trap { .. } | EvalError::Instantiate(_) => ErrorKind::Trap,
             EvalError::InvalidVerdict(_) => ErrorKind::Invalid,
