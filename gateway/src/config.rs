@@ -74,6 +74,15 @@ pub struct KubernetesConfig {
     /// Largest request body accepted.
     #[serde(default = "default_max_body", deserialize_with = "byte_size")]
     pub max_body: u64,
+    /// How long a client may take over each of its TLS handshake, its
+    /// request headers and its request body before it is cut off.
+    #[serde(default = "default_client_timeout", deserialize_with = "duration")]
+    pub client_timeout: Duration,
+    /// After SIGTERM, how long readiness reports false while the webhook
+    /// keeps answering, so the Service stops routing to it before it stops
+    /// listening.
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_delay: Duration,
 }
 
 /// Certificate files. They are watched: replacing them switches new
@@ -451,6 +460,10 @@ fn default_webhook_timeout() -> Duration {
 
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY
+}
+
+fn default_client_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Reads a duration written as a number and a unit: `500ms`, `2s`, `1m`.

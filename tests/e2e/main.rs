@@ -2,6 +2,7 @@
 //! built from source, the upstream Pod Security conformance fixtures.
 
 mod support;
+mod webhook_support;
 
 mod c_policy;
 mod cache;
@@ -9,3 +10,4 @@ mod conformance;
 mod eval;
 mod hostile;
 mod malformed;
+mod webhook;

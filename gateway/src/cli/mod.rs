@@ -85,6 +85,10 @@ enum Command {
         /// Days the certificates are valid.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Issue from the CA in this directory (ca.crt, ca.key) instead of a
+        /// new one: renews the serving certificate, keeps the caBundle.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Print the Kubernetes manifests that deploy the webhook.
     Manifests {
@@ -143,7 +147,8 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
             names,
             days,
-        } => certs(service, namespace, &out, names, days),
+            ca,
+        } => certs(service, namespace, &out, names, days, ca.as_deref()),
         Command::Manifests {
             config,
             namespace,
@@ -265,14 +270,20 @@ fn serve(config: &Path) -> Result<u8, Error> {
         let server = Arc::new(Webhook::new(
             Arc::new(pipeline),
             Arc::new(Metrics::default()),
-            webhook.timeout,
-            webhook.max_body,
+            &webhook,
         ));
         tokio::spawn(tls.reloader.watch());
         tracing::info!("serving the admission webhook on https://{address}");
         // Scripts and tests wait for this line to know the port.
         println!("listening on https://{address}");
-        server::serve(server, listener, tls.config, shutdown_signal()).await;
+        server::serve(
+            server,
+            listener,
+            tls.config,
+            shutdown_signal(),
+            webhook.shutdown_delay,
+        )
+        .await;
         tracing::info!("stopped");
         Ok::<_, Error>(0)
     })
@@ -303,6 +314,7 @@ fn certs(
     out: &Path,
     names: Vec<String>,
     days: u64,
+    ca: Option<&Path>,
 ) -> Result<u8, Error> {
     let request = certs::Request {
         service,
@@ -310,7 +322,18 @@ fn certs(
         extra_names: names,
         validity: std::time::Duration::from_secs(days.saturating_mul(86_400)),
     };
-    let written = certs::generate(&request)?.write(out)?;
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))
+    };
+    let ca = match ca {
+        Some(dir) => Some(certs::ExistingCa {
+            cert: read(dir.join("ca.crt"))?,
+            key: read(dir.join("ca.key"))?,
+        }),
+        None => None,
+    };
+    let written = certs::generate(&request, ca)?.write(out)?;
     for path in written {
         println!("wrote {}", path.display());
     }

@@ -4,6 +4,8 @@
 //! Files written (PEM): `ca.crt` (the caBundle of the webhook
 //! configurations), `ca.key`, `tls.crt` (serving certificate, then the CA),
 //! `tls.key`. Keys are ECDSA P-256 and written readable by their owner only.
+//! Given an existing CA, a new serving certificate is issued from it, so
+//! renewing the serving certificate leaves the caBundle as it is.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -76,24 +78,43 @@ impl Request {
 }
 
 /// Makes a CA and a serving certificate for `request`.
-pub fn generate(request: &Request) -> Result<Certificates, CertsError> {
+/// A CA to issue from: its certificate and key, PEM.
+#[derive(Debug, Clone)]
+pub struct ExistingCa {
+    /// The CA certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
+/// Makes a serving certificate for `request`, issued by `ca` or by a new CA.
+pub fn generate(request: &Request, ca: Option<ExistingCa>) -> Result<Certificates, CertsError> {
     let now = time::OffsetDateTime::now_utc();
     // Allow for clocks a little behind this one.
     let not_before = now - time::Duration::minutes(5);
     let not_after =
         now + time::Duration::try_from(request.validity).unwrap_or(time::Duration::days(365));
 
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name = name(&format!(
-        "portcullis CA for {}.{}",
-        request.service, request.namespace
-    ));
-    ca.not_before = not_before;
-    ca.not_after = not_after;
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.distinguished_name = name(&format!(
+                "portcullis CA for {}.{}",
+                request.service, request.namespace
+            ));
+            params.not_before = not_before;
+            params.not_after = not_after;
+            let key = KeyPair::generate()?;
+            ExistingCa {
+                cert: params.self_signed(&key)?.pem(),
+                key: key.serialize_pem(),
+            }
+        }
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
 
     let mut serving = CertificateParams::new(request.names())?;
     serving.distinguished_name = name(&format!("{}.{}.svc", request.service, request.namespace));
@@ -106,14 +127,13 @@ pub fn generate(request: &Request) -> Result<Certificates, CertsError> {
     serving.not_before = not_before;
     serving.not_after = not_after;
     let serving_key = KeyPair::generate()?;
-    let issuer = Issuer::from_params(&ca, &ca_key);
     let serving_cert = serving.signed_by(&serving_key, &issuer)?;
 
     Ok(Certificates {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
-        tls_cert: serving_cert.pem() + &ca_cert.pem(),
+        tls_cert: serving_cert.pem() + &ca.cert,
         tls_key: serving_key.serialize_pem(),
+        ca_cert: ca.cert,
+        ca_key: ca.key,
     })
 }
 
@@ -184,8 +204,18 @@ mod tests {
                 "127.0.0.1",
             ]
         );
-        let certificates = generate(&request).expect("generate");
+        let certificates = generate(&request, None).expect("generate");
         assert!(certificates.tls_cert.matches("BEGIN CERTIFICATE").count() == 2);
         assert!(certificates.tls_key.contains("PRIVATE KEY"));
+        let renewed = generate(
+            &request,
+            Some(ExistingCa {
+                cert: certificates.ca_cert.clone(),
+                key: certificates.ca_key.clone(),
+            }),
+        )
+        .expect("renew");
+        assert_eq!(renewed.ca_cert, certificates.ca_cert, "the caBundle stays");
+        assert_ne!(renewed.tls_cert, certificates.tls_cert);
     }
 }

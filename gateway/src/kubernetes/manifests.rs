@@ -26,6 +26,8 @@ const POLICY_DIR: &str = "/etc/portcullis/policies";
 const CACHE_DIR: &str = "/var/cache/portcullis";
 /// A ConfigMap holds at most 1 MiB.
 const MAX_CONFIG_MAP: usize = 1 << 20;
+/// How long a stopping pod keeps answering with readiness off.
+const SHUTDOWN_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 /// An unprivileged uid for the container (the "nonroot" user of distroless
 /// images).
 const RUN_AS_USER: i64 = 65532;
@@ -227,6 +229,9 @@ fn in_cluster_config(
         tls["client_ca"] = json!(format!("{TLS_DIR}/client-ca.crt"));
     }
     value["kubernetes"]["listen"] = json!(format!("0.0.0.0:{CONTAINER_PORT}"));
+    // Endpoints take a few seconds to drop a terminating pod; keep answering
+    // until they have.
+    value["kubernetes"]["shutdown_delay"] = json!(format!("{}s", SHUTDOWN_DELAY.as_secs()));
     value["kubernetes"]["tls"] = tls;
     value["cache_dir"] = json!(CACHE_DIR);
 
@@ -277,6 +282,8 @@ fn deployment(names: &Names, options: &Options, with_policies: bool) -> Value {
                 "metadata": {"labels": names.selector()},
                 "spec": {
                     "serviceAccountName": names.base,
+                    // The shutdown delay, then up to 30 s of draining.
+                    "terminationGracePeriodSeconds": SHUTDOWN_DELAY.as_secs() + 35,
                     "automountServiceAccountToken": false,
                     "securityContext": {
                         "runAsNonRoot": true,

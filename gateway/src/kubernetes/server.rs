@@ -3,12 +3,12 @@
 //! operators.
 //!
 //! The request path, and why each step sits where it does:
-//! 1. TLS handshake, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
+//! 1. TLS handshake, bounded by the client timeout, so a client that
 //!    connects and says nothing holds a socket for seconds, not forever;
-//! 2. HTTP/1.1 or HTTP/2 (by ALPN); HTTP/1.1 headers must arrive within
-//!    [`HEADER_TIMEOUT`] (slow-header clients are cut off);
-//! 3. the body, refused early by its declared length and cut off at the
-//!    configured cap and after [`BODY_TIMEOUT`];
+//! 2. HTTP/1.1 or HTTP/2 (by ALPN); HTTP/1.1 headers must arrive within the
+//!    client timeout (slow-header clients are cut off);
+//! 3. the body, refused early by its declared length, cut off at the
+//!    configured cap and after the client timeout;
 //! 4. parsing and normalizing the review (a bad one is a 400, never a
 //!    decision);
 //! 5. the pipeline, off the async threads (evaluation is CPU work) and
@@ -38,14 +38,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::review;
 use crate::admission::{Phase, Pipeline};
+use crate::config::KubernetesConfig;
 use crate::telemetry::{Endpoint, Metrics};
 
-/// A TLS handshake must finish within this.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/1.1 request headers must arrive within this.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request body must arrive within this.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight reviews may take to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long past the budget the answer may wait for an evaluation that is
@@ -58,32 +53,24 @@ type Response = hyper::Response<Full<Bytes>>;
 pub struct Webhook {
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    ready: AtomicBool,
     budget: Duration,
     max_body: u64,
+    client_timeout: Duration,
 }
 
 impl Webhook {
-    /// A webhook deciding with `pipeline`. `timeout` is the API server's
-    /// (`timeoutSeconds`); each review is answered well within it.
-    pub fn new(
-        pipeline: Arc<Pipeline>,
-        metrics: Arc<Metrics>,
-        timeout: Duration,
-        max_body: u64,
-    ) -> Self {
+    /// A webhook deciding with `pipeline` under the `kubernetes` section of
+    /// the configuration.
+    pub fn new(pipeline: Arc<Pipeline>, metrics: Arc<Metrics>, config: &KubernetesConfig) -> Self {
         Self {
             pipeline,
             metrics,
-            ready: Arc::new(AtomicBool::new(false)),
-            budget: review_budget(timeout),
-            max_body,
+            ready: AtomicBool::new(false),
+            budget: review_budget(config.timeout),
+            max_body: config.max_body,
+            client_timeout: config.client_timeout,
         }
-    }
-
-    /// Whether `/readyz` says ready.
-    pub fn readiness(&self) -> Arc<AtomicBool> {
-        self.ready.clone()
     }
 
     async fn handle(&self, request: hyper::Request<Incoming>) -> Response {
@@ -189,7 +176,7 @@ impl Webhook {
         }
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         match tokio::time::timeout(
-            BODY_TIMEOUT,
+            self.client_timeout,
             Limited::new(request.into_body(), limit).collect(),
         )
         .await
@@ -249,14 +236,16 @@ fn method_not_allowed(allow: &'static str) -> Response {
     response
 }
 
-/// Serves the webhook on `listener` until `shutdown` completes; then stops
-/// accepting, lets in-flight reviews finish (up to [`DRAIN_TIMEOUT`]) and
-/// returns. Readiness is true from the first accept to the shutdown.
+/// Serves the webhook on `listener` until `shutdown` completes; then turns
+/// readiness off, keeps answering for `shutdown_delay` (so the Service
+/// stops routing here first), stops accepting, lets in-flight reviews finish
+/// (up to [`DRAIN_TIMEOUT`]) and returns.
 pub async fn serve(
     webhook: Arc<Webhook>,
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     shutdown: impl Future<Output = ()>,
+    shutdown_delay: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
@@ -264,13 +253,20 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(webhook.client_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     webhook.ready.store(true, Ordering::Relaxed);
     tokio::pin!(shutdown);
+    let mut delay = None;
     loop {
+        let draining = async {
+            match delay {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -281,7 +277,7 @@ pub async fn serve(
                     let webhook = webhook.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+                        let Ok(Ok(stream)) = tokio::time::timeout(webhook.client_timeout, acceptor.accept(stream)).await else {
                             return;
                         };
                         let service = hyper::service::service_fn(move |request| {
@@ -300,10 +296,13 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if delay.is_none() => {
+                webhook.ready.store(false, Ordering::Relaxed);
+                delay = Some(tokio::time::Instant::now() + shutdown_delay);
+            }
+            () = draining => break,
         }
     }
-    webhook.ready.store(false, Ordering::Relaxed);
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await

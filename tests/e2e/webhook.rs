@@ -1,0 +1,730 @@
+//! `portcullis serve`: real AdmissionReviews over real TLS, from a rustls
+//! client and from curl.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::{request, shared_fixtures, test_policy};
+use crate::webhook_support::{Server, certificates, pod_review, review, runtime, yaml};
+
+const POD_SECURITY: &str = "  - {name: pod-security, module: builtin:pod-security}\n";
+
+fn privileged_pod() -> Value {
+    yaml(&request("privileged-pod.yaml"))
+}
+
+fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_privileged_pod_is_denied_and_a_compliant_one_allowed() {
+    let server = Server::start(POD_SECURITY, "");
+    let mut client = server.connect();
+    let denied = client.review("/validate", &pod_review(privileged_pod()));
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["status"]["code"], 403);
+    assert!(
+        message(&denied).contains(
+            r#"privileged (container "nginx" must not set securityContext.privileged=true)"#
+        ),
+        "{denied}"
+    );
+    assert_eq!(
+        denied["auditAnnotations"]["pod-security.controls"],
+        "privileged"
+    );
+    assert!(denied.get("patch").is_none());
+
+    let allowed = client.review("/validate", &pod_review(yaml(&request("nginx-pod.yaml"))));
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    assert!(allowed.get("status").is_none());
+}
+
+#[test]
+fn every_workload_kind_and_pod_sub_resource_is_judged() {
+    let policy = test_policy().display().to_string();
+    let server = Server::start(
+        &format!(
+            "{POD_SECURITY}  - {{name: no-exec, module: {policy}, settings: {{behaviour: deny}}, match: {{operations: [CONNECT]}}}}\n"
+        ),
+        "",
+    );
+    let mut client = server.connect();
+    let privileged = privileged_pod();
+    let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": privileged["spec"]});
+
+    let deployment =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": template}});
+    let response = client.review(
+        "/validate",
+        &review(
+            "CREATE",
+            ("apps", "v1", "Deployment"),
+            "deployments",
+            None,
+            deployment,
+        ),
+    );
+    assert!(message(&response).contains("privileged ("), "{response}");
+
+    let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}});
+    let response = client.review(
+        "/validate",
+        &review(
+            "CREATE",
+            ("batch", "v1", "CronJob"),
+            "cronjobs",
+            None,
+            cronjob,
+        ),
+    );
+    assert!(message(&response).contains("privileged ("), "{response}");
+
+    // An ephemeral debug container added to a running, compliant pod.
+    let mut pod = yaml(&request("nginx-pod.yaml"));
+    let old = pod.clone();
+    pod["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": "busybox", "securityContext": {"privileged": true}}]);
+    let mut update = review(
+        "UPDATE",
+        ("", "v1", "Pod"),
+        "pods",
+        Some("ephemeralcontainers"),
+        pod,
+    );
+    update["request"]["oldObject"] = old;
+    let response = client.review("/validate", &update);
+    assert!(
+        message(&response).contains(r#"container "debugger""#),
+        "{response}"
+    );
+
+    // exec arrives as CONNECT with the exec options as its object.
+    let exec = review(
+        "CONNECT",
+        ("", "v1", "PodExecOptions"),
+        "pods",
+        Some("exec"),
+        json!({"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"], "container": "nginx", "stdin": true, "tty": true}),
+    );
+    let response = client.review("/validate", &exec);
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        message(&response).contains("no-exec: denied by the test policy"),
+        "{response}"
+    );
+
+    // Other kinds reach policies raw; pod-security lets them be.
+    let service = json!({"apiVersion": "v1", "kind": "Service", "spec": {"type": "NodePort"}});
+    let response = client.review(
+        "/validate",
+        &review("CREATE", ("", "v1", "Service"), "services", None, service),
+    );
+    assert_eq!(response["allowed"], true, "{response}");
+}
+
+#[test]
+fn warn_mode_allows_with_warnings_and_dry_runs_are_marked() {
+    let server = Server::start(
+        "  - {name: restricted, module: builtin:pod-security, settings: {level: restricted}, mode: warn}\n",
+        "",
+    );
+    let mut client = server.connect();
+    let mut dry_run = pod_review(yaml(&request("nginx-pod.yaml")));
+    dry_run["request"]["dryRun"] = json!(true);
+    let response = client.review("/validate", &dry_run);
+    assert_eq!(response["allowed"], true, "{response}");
+    let warnings = response["warnings"].to_string();
+    assert!(
+        warnings.contains("restricted: violates PodSecurity \\\"restricted:latest\\\""),
+        "{warnings}"
+    );
+    assert_eq!(response["auditAnnotations"]["dry-run"], "true");
+}
+
+#[test]
+fn mutate_returns_a_patch_that_applies_and_validate_never_does() {
+    let policy = test_policy().display().to_string();
+    let server = Server::start(
+        &format!(
+            "  - {{name: label, module: {policy}, settings: {{behaviour: label, label: checked}}}}\n{POD_SECURITY}"
+        ),
+        "",
+    );
+    let mut client = server.connect();
+    let pod = yaml(&request("nginx-pod.yaml"));
+    let response = client.review("/mutate", &pod_review(pod.clone()));
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(response["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().expect("a patch"))
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).expect("an RFC 6902 patch");
+    let mut object = pod.clone();
+    json_patch::patch(&mut object, &patch).expect("the patch applies to the object");
+    assert_eq!(object["metadata"]["labels"]["checked"], "true");
+
+    let response = client.review("/validate", &pod_review(pod));
+    assert_eq!(response["allowed"], true);
+    assert!(
+        response.get("patch").is_none() && response.get("patchType").is_none(),
+        "{response}"
+    );
+}
+
+#[test]
+fn v1beta1_reviews_are_answered_in_v1beta1() {
+    let server = Server::start(POD_SECURITY, "");
+    let mut client = server.connect();
+    let mut old = pod_review(privileged_pod());
+    old["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let response = client.review("/validate", &old);
+    assert_eq!(response["allowed"], false);
+}
+
+#[test]
+fn curl_gets_the_same_answers() {
+    let server = Server::start(POD_SECURITY, "");
+    let body = server.dir.path().join("review.json");
+    std::fs::write(&body, pod_review(privileged_pod()).to_string()).expect("write");
+    for http in ["--http1.1", "--http2"] {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", http, "--cacert"])
+            .arg(server.certs().join("ca.crt"))
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .arg(format!(
+                "https://127.0.0.1:{}/validate",
+                server.address.port()
+            ))
+            .output()
+            .expect("run curl");
+        assert!(
+            output.status.success(),
+            "{http}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(answer["response"]["allowed"], false, "{http}: {answer}");
+        assert!(
+            message(&answer["response"]).contains("privileged ("),
+            "{answer}"
+        );
+    }
+    // And a client that does not trust the CA is refused.
+    let untrusted = Command::new("curl")
+        .args(["--silent", "--fail"])
+        .arg(format!(
+            "https://127.0.0.1:{}/healthz",
+            server.address.port()
+        ))
+        .status()
+        .expect("run curl");
+    assert!(!untrusted.success());
+}
+
+/// The pods of every `latest` fixture, with the expected verdict.
+fn latest_fixtures(level: &str) -> Vec<(String, Value, bool)> {
+    let root = shared_fixtures().join("pod-security").join(level);
+    let latest = std::fs::read_dir(&root)
+        .expect("list versions")
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("v1.")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .expect("versions");
+    let mut fixtures = Vec::new();
+    for (verdict, allowed) in [("pass", true), ("fail", false)] {
+        let dir = root.join(format!("v1.{latest}")).join(verdict);
+        for entry in std::fs::read_dir(&dir).expect("list fixtures") {
+            let path = entry.expect("entry").path();
+            fixtures.push((path.display().to_string(), yaml(&path), allowed));
+        }
+    }
+    fixtures
+}
+
+#[test]
+fn every_latest_conformance_fixture_gets_its_verdict_through_the_wire() {
+    let mut checked = 0;
+    for level in ["baseline", "restricted"] {
+        let server = Server::start(
+            &format!(
+                "  - {{name: pss, module: builtin:pod-security, settings: {{level: {level}}}}}\n"
+            ),
+            "",
+        );
+        let mut client = server.connect();
+        for (name, pod, allowed) in latest_fixtures(level) {
+            let template = json!({"metadata": pod["metadata"], "spec": pod["spec"]});
+            let as_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": template}});
+            let as_cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": template}}}});
+            for request in [
+                pod_review(pod.clone()),
+                review(
+                    "CREATE",
+                    ("apps", "v1", "Deployment"),
+                    "deployments",
+                    None,
+                    as_deployment,
+                ),
+                review(
+                    "CREATE",
+                    ("batch", "v1", "CronJob"),
+                    "cronjobs",
+                    None,
+                    as_cronjob,
+                ),
+            ] {
+                let response = client.review("/validate", &request);
+                let kind = &request["request"]["kind"]["kind"];
+                assert_eq!(
+                    response["allowed"], allowed,
+                    "{level} {name} as a {kind}: {response}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 400, "only {checked} reviews");
+}
+
+#[test]
+fn bad_requests_get_a_4xx_and_the_server_keeps_serving() {
+    let server = Server::start(POD_SECURITY, "  max_body: 64KiB\n");
+    let mut client = server.connect();
+    for (body, status, words) in [
+        ("this is not JSON".to_owned(), 400, "not an AdmissionReview"),
+        (r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#.to_owned(), 400, "no request"),
+        (
+            r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {"kind": "Pod"}, "operation": "CREATE"}}"#.to_owned(),
+            400,
+            "no request.uid",
+        ),
+    ] {
+        let (got, answer) = client.post("/validate", body);
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(got, status, "{answer}");
+        assert!(answer.contains(words), "{answer}");
+    }
+    assert_eq!(client.get("/validate").0, 405);
+    assert_eq!(client.get("/nowhere").0, 404);
+    // The same connection still gets answers.
+    assert_eq!(
+        client.review("/validate", &pod_review(privileged_pod()))["allowed"],
+        false
+    );
+
+    // A body over the cap is refused: by its declared length before a byte
+    // of it is read, or, chunked, once the cap is reached. Either ends that
+    // connection; others carry on.
+    let declared = server.raw(b"POST /validate HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n");
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    assert!(
+        declared.contains("larger than the 65536-byte limit"),
+        "{declared}"
+    );
+    let mut chunked = b"POST /validate HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..80 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b' '; 1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let chunked = server.raw(&chunked);
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    assert_eq!(
+        server
+            .connect()
+            .review("/validate", &pod_review(privileged_pod()))["allowed"],
+        false
+    );
+}
+
+#[test]
+fn a_client_that_sends_its_headers_slowly_is_cut_off() {
+    let server = Server::start(POD_SECURITY, "  client_timeout: 1s\n");
+    let target = server.target();
+    let runtime = runtime();
+    let slow = runtime.block_on(async {
+        // A TLS session that starts a request and never finishes its headers.
+        let tcp = tokio::net::TcpStream::connect(target.address)
+            .await
+            .expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(target.tls.clone())
+            .connect(target.server_name.clone(), tcp)
+            .await
+            .expect("handshake");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"POST /validate HTTP/1.1\r\nHost: portcullis\r\n")
+            .await
+            .expect("write");
+        tls.flush().await.expect("flush");
+        let started = Instant::now();
+        let mut buffer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buffer)).await;
+        (started.elapsed(), read.is_ok())
+    });
+    assert!(slow.1, "the server closed the connection");
+    assert!(slow.0 < Duration::from_secs(5), "closed after {:?}", slow.0);
+
+    // A plain TCP client that never even starts TLS is cut off too.
+    let mut idle = TcpStream::connect(server.address).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut byte = [0_u8; 1];
+    let _ = idle.read(&mut byte);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let _ = idle.write_all(b"x");
+
+    // Everyone else is served meanwhile.
+    assert_eq!(
+        server
+            .connect()
+            .review("/validate", &pod_review(privileged_pod()))["allowed"],
+        false
+    );
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let policy = test_policy().display().to_string();
+    let server = Server::start(
+        &format!(
+            "{POD_SECURITY}  - {{name: spin, module: {policy}, settings: {{behaviour: loop}}, timeout: 20ms, on_error: allow}}\n"
+        ),
+        "",
+    );
+    let mut client = server.connect();
+    assert_eq!(client.get("/healthz"), (200, "ok\n".into()));
+    assert_eq!(client.get("/readyz"), (200, "ready\n".into()));
+    client.review("/validate", &pod_review(privileged_pod()));
+    client.review("/mutate", &pod_review(yaml(&request("nginx-pod.yaml"))));
+    let (status, metrics) = client.get("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"portcullis_reviews_total{endpoint="validate",outcome="denied"} 1"#,
+        r#"portcullis_reviews_total{endpoint="mutate",outcome="allowed"} 1"#,
+        r#"portcullis_policy_decisions_total{policy="pod-security",mode="enforce",outcome="denied"} 1"#,
+        r#"portcullis_policy_decisions_total{policy="spin",mode="enforce",outcome="failed"} 2"#,
+        r#"portcullis_policy_errors_total{policy="spin",kind="timeout"} 2"#,
+        r#"portcullis_policy_evaluation_duration_seconds_count{policy="pod-security"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+}
+
+#[test]
+fn every_review_is_answered_within_the_api_servers_timeout() {
+    // Policies that would each run for 5 s under a 1 s webhook timeout.
+    let policy = test_policy().display().to_string();
+    for (on_error, allowed) in [("deny", false), ("allow", true)] {
+        let server = Server::start(
+            &format!(
+                "  - {{name: slow, module: {policy}, settings: {{behaviour: loop}}, timeout: 5s, on_error: {on_error}}}\n  - {{name: slower, module: {policy}, settings: {{behaviour: loop}}, timeout: 5s, on_error: {on_error}}}\n"
+            ),
+            "  timeout: 1s\n",
+        );
+        let mut client = server.connect();
+        let started = Instant::now();
+        let response = client.review("/validate", &pod_review(yaml(&request("nginx-pod.yaml"))));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+        assert_eq!(response["allowed"], allowed, "{on_error}: {response}");
+    }
+}
+
+#[test]
+fn a_new_certificate_is_served_without_dropping_connections() {
+    let server = Server::start(POD_SECURITY, "");
+    let mut held = server.connect();
+    let before = held.connection.peer_certificate.clone();
+    assert_eq!(
+        held.review("/validate", &pod_review(privileged_pod()))["allowed"],
+        false
+    );
+
+    // A renewed serving certificate from the same CA, swapped in file by
+    // file as a Secret update would.
+    let renewed = server.dir.path().join("renewed");
+    let status = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["certs", "--name", "127.0.0.1", "--ca"])
+        .arg(server.certs())
+        .arg("--out")
+        .arg(&renewed)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run portcullis certs");
+    assert!(status.success());
+    for file in ["tls.key", "tls.crt"] {
+        let staged = server.certs().join(format!("{file}.new"));
+        std::fs::copy(renewed.join(file), &staged).expect("stage");
+        std::fs::rename(&staged, server.certs().join(file)).expect("swap");
+    }
+
+    // New connections get the new certificate once the files are read
+    // again; none of them fails meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let mut fresh = server.connect();
+        assert_eq!(
+            fresh.review("/validate", &pod_review(privileged_pod()))["allowed"],
+            false
+        );
+        if fresh.connection.peer_certificate != before {
+            break fresh.connection.peer_certificate;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(after, before);
+    // The connection opened before the swap still works.
+    assert_eq!(
+        held.review("/validate", &pod_review(privileged_pod()))["allowed"],
+        false
+    );
+}
+
+#[test]
+fn sigterm_turns_readiness_off_and_lets_in_flight_reviews_finish() {
+    let policy = test_policy().display().to_string();
+    let mut server = Server::start(
+        &format!(
+            "  - {{name: slow, module: {policy}, settings: {{behaviour: loop}}, timeout: 1500ms, on_error: allow}}\n"
+        ),
+        "  shutdown_delay: 1s\n",
+    );
+    let target = server.target();
+    let runtime = runtime();
+    let body = pod_review(yaml(&request("nginx-pod.yaml"))).to_string();
+    let (in_flight, readiness) = runtime.block_on(async {
+        let mut slow = portcullis_load::Connection::open(&target)
+            .await
+            .expect("connect");
+        let mut probe = portcullis_load::Connection::open(&target)
+            .await
+            .expect("connect");
+        let in_flight = tokio::spawn(async move { slow.post("/validate", body.into()).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.terminate();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let readiness = probe
+            .send("GET", "/readyz", bytes::Bytes::new())
+            .await
+            .expect("readyz")
+            .0;
+        (in_flight.await.expect("join"), readiness)
+    });
+    assert_eq!(readiness, 503, "not ready while shutting down");
+    let (status, body) = in_flight.expect("the in-flight review is answered");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let exit = server.wait();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let dir = crate::support::scratch();
+    let certs = dir.path().join("certs");
+    certificates(&certs);
+    // A client CA and a client certificate it signed.
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "client CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client = CertificateParams::new(vec!["kube-apiserver".to_owned()]).expect("params");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver");
+    let client_cert = client
+        .signed_by(&client_key, &Issuer::from_params(&ca, &ca_key))
+        .expect("sign");
+    for (file, contents) in [
+        ("client-ca.crt", ca_cert.pem()),
+        ("client.crt", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(certs.join(file), contents).expect("write");
+    }
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!("kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key, client_ca: certs/client-ca.crt}}\npolicies:\n{POD_SECURITY}"),
+    )
+    .expect("write");
+    let server = Server::with_config(dir, &config);
+    let certs = server.certs();
+
+    let anonymous = runtime().block_on(async {
+        let mut connection = portcullis_load::Connection::open(&server.target()).await?;
+        connection
+            .send("GET", "/healthz", bytes::Bytes::new())
+            .await
+    });
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate is refused"
+    );
+
+    let target = portcullis_load::Target::with_identity(
+        server.address,
+        "127.0.0.1",
+        &certs.join("ca.crt"),
+        Some((&certs.join("client.crt"), &certs.join("client.key"))),
+    )
+    .expect("client");
+    let runtime = runtime();
+    let (status, _) = runtime
+        .block_on(async {
+            let mut connection = portcullis_load::Connection::open(&target).await?;
+            connection
+                .send("GET", "/healthz", bytes::Bytes::new())
+                .await
+        })
+        .expect("a client with a certificate is accepted");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_manifests_pass_strict_schema_validation() {
+    let dir = crate::support::scratch();
+    let certs = dir.path().join("certs");
+    certificates(&certs);
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  listen: 127.0.0.1:8443\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\n  timeout: 5s\n  failure_policy: ignore\npolicies:\n{POD_SECURITY}  - {{name: custom, module: {}, match: {{kinds: [apps/Deployment, Service], operations: [CREATE]}}}}\n  - {{name: docker-only, module: builtin:pod-security, match: {{origins: [docker]}}}}\n",
+            test_policy().display()
+        ),
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["manifests", "--namespace", "admission", "--certs"])
+        .arg(&certs)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run portcullis manifests");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml_text = String::from_utf8(output.stdout).expect("UTF-8");
+    let manifests = dir.path().join("manifests.yaml");
+    std::fs::write(&manifests, &yaml_text).expect("write");
+
+    let validate = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(&manifests)
+        .output()
+        .expect("kubernetes-validate is installed (pip install kubernetes-validate)");
+    assert!(
+        validate.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml_text).expect("YAML documents");
+    let kinds: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "ConfigMap",
+            "Secret",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ]
+    );
+    let deployment = &documents[5];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+
+    let webhook = &documents[8]["webhooks"][0];
+    assert_eq!(webhook["failurePolicy"], "Ignore");
+    assert_eq!(webhook["timeoutSeconds"], 5);
+    assert_eq!(webhook["clientConfig"]["service"]["path"], "/validate");
+    let ca = std::fs::read(certs.join("ca.crt")).expect("read");
+    assert_eq!(
+        webhook["clientConfig"]["caBundle"],
+        base64::engine::general_purpose::STANDARD.encode(ca)
+    );
+    let excluded = &webhook["namespaceSelector"]["matchExpressions"][0]["values"];
+    assert_eq!(*excluded, json!(["admission", "kube-system"]));
+    // pod-security matches everything; the custom policy adds nothing new;
+    // the Docker-only policy adds no rule.
+    let rules = webhook["rules"].as_array().expect("rules");
+    assert!(
+        rules
+            .iter()
+            .any(|rule| rule["resources"] == json!(["*", "*/*"])),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|rule| rule["resources"] == json!(["deployments"])
+                && rule["apiGroups"] == json!(["apps"])),
+        "{rules:?}"
+    );
+    assert_eq!(
+        documents[9]["webhooks"][0]["clientConfig"]["service"]["path"],
+        "/mutate"
+    );
+    // The in-cluster configuration points at the mounted files.
+    let config_map = documents[2]["data"]["portcullis.yaml"]
+        .as_str()
+        .expect("configuration");
+    assert!(
+        config_map.contains("/etc/portcullis/tls/tls.crt"),
+        "{config_map}"
+    );
+    assert!(
+        config_map.contains("/etc/portcullis/policies/custom.wasm"),
+        "{config_map}"
+    );
+}
