@@ -58,9 +58,8 @@ fn an_infinite_loop_is_stopped_by_its_deadline() {
             .contains("deadline of 100 ms"),
         "{test}"
     );
-    // Stopped at the deadline, not long after (generous: machines are busy).
-    let took = test["duration_us"].as_u64().unwrap_or(u64::MAX);
-    assert!((100_000..2_000_000).contains(&took), "took {took} µs");
+    // How soon after the deadline it stops is measured by the benchmark
+    // (`deadline/infinite loop`), not asserted here.
     assert!(
         decision["message"]
             .as_str()
