@@ -10,7 +10,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::{request, shared_fixtures, test_policy};
-use crate::webhook_support::{Server, certificates, pod_review, review, runtime, yaml};
+use crate::webhook_support::{
+    Server, certificates, cronjob_review, deployment_review, pod_review, review, runtime, yaml,
+};
 
 const POD_SECURITY: &str = "  - {name: pod-security, module: builtin:pod-security}\n";
 
@@ -60,35 +62,10 @@ fn every_workload_kind_and_pod_sub_resource_is_judged() {
     );
     let mut client = server.connect();
     let privileged = privileged_pod();
-    let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": privileged["spec"]});
-
-    let deployment =
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": template}});
-    let response = client.review(
-        "/validate",
-        &review(
-            "CREATE",
-            ("apps", "v1", "Deployment"),
-            "deployments",
-            None,
-            deployment,
-        ),
-    );
-    assert!(message(&response).contains("privileged ("), "{response}");
-
-    let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob",
-                         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}});
-    let response = client.review(
-        "/validate",
-        &review(
-            "CREATE",
-            ("batch", "v1", "CronJob"),
-            "cronjobs",
-            None,
-            cronjob,
-        ),
-    );
-    assert!(message(&response).contains("privileged ("), "{response}");
+    for review in [deployment_review(&privileged), cronjob_review(&privileged)] {
+        let response = client.review("/validate", &review);
+        assert!(message(&response).contains("privileged ("), "{response}");
+    }
 
     // An ephemeral debug container added to a running, compliant pod.
     let mut pod = yaml(&request("nginx-pod.yaml"));
@@ -272,25 +249,10 @@ fn every_latest_conformance_fixture_gets_its_verdict_through_the_wire() {
         );
         let mut client = server.connect();
         for (name, pod, allowed) in latest_fixtures(level) {
-            let template = json!({"metadata": pod["metadata"], "spec": pod["spec"]});
-            let as_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": template}});
-            let as_cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": template}}}});
             for request in [
                 pod_review(pod.clone()),
-                review(
-                    "CREATE",
-                    ("apps", "v1", "Deployment"),
-                    "deployments",
-                    None,
-                    as_deployment,
-                ),
-                review(
-                    "CREATE",
-                    ("batch", "v1", "CronJob"),
-                    "cronjobs",
-                    None,
-                    as_cronjob,
-                ),
+                deployment_review(&pod),
+                cronjob_review(&pod),
             ] {
                 let response = client.review("/validate", &request);
                 let kind = &request["request"]["kind"]["kind"];
@@ -334,7 +296,10 @@ fn bad_requests_get_a_4xx_and_the_server_keeps_serving() {
     // A body over the cap is refused: by its declared length before a byte
     // of it is read, or, chunked, once the cap is reached. Either ends that
     // connection; others carry on.
-    let declared = server.raw(b"POST /validate HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n");
+    let wait = Duration::from_secs(60);
+    let declared = server
+        .raw(b"POST /validate HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n", wait)
+        .expect("answered and closed");
     assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
     assert!(
         declared.contains("larger than the 65536-byte limit"),
@@ -346,7 +311,7 @@ fn bad_requests_get_a_4xx_and_the_server_keeps_serving() {
         chunked.extend_from_slice(&[b' '; 1024]);
         chunked.extend_from_slice(b"\r\n");
     }
-    let chunked = server.raw(&chunked);
+    let chunked = server.raw(&chunked, wait).expect("answered and closed");
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
     assert_eq!(
         server
@@ -361,26 +326,13 @@ fn a_client_that_sends_its_headers_slowly_is_cut_off() {
     // With a 1 s client timeout the server hangs up long before the 60 s
     // these clients would wait; reaching end-of-stream is the assertion.
     let server = Server::start(POD_SECURITY, "  client_timeout: 1s\n");
-    let target = server.target();
-    let closed_by_server = runtime().block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // A TLS session that starts a request and never finishes its headers.
-        let tcp = tokio::net::TcpStream::connect(target.address)
-            .await
-            .expect("connect");
-        let mut tls = tokio_rustls::TlsConnector::from(target.tls.clone())
-            .connect(target.server_name.clone(), tcp)
-            .await
-            .expect("handshake");
-        tls.write_all(b"POST /validate HTTP/1.1\r\nHost: portcullis\r\n")
-            .await
-            .expect("write");
-        tls.flush().await.expect("flush");
-        let mut buffer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(60), tls.read_to_end(&mut buffer))
-            .await
-            .is_ok()
-    });
+    // A TLS session that starts a request and never finishes its headers.
+    let closed_by_server = server
+        .raw(
+            b"POST /validate HTTP/1.1\r\nHost: portcullis\r\n",
+            Duration::from_secs(60),
+        )
+        .is_some();
     assert!(
         closed_by_server,
         "a client stuck in its headers is disconnected"

@@ -102,8 +102,9 @@ impl Server {
     }
 
     /// Sends raw bytes over a fresh TLS connection and returns everything
-    /// the server answers before it closes the connection (or 5 s pass).
-    pub(crate) fn raw(&self, bytes: &[u8]) -> String {
+    /// the server answers before closing it; `None` if it is still open
+    /// after `wait`.
+    pub(crate) fn raw(&self, bytes: &[u8], wait: Duration) -> Option<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let target = self.target();
         runtime().block_on(async {
@@ -118,9 +119,11 @@ impl Server {
             let _ = tls.write_all(bytes).await;
             let _ = tls.flush().await;
             let mut answer = Vec::new();
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
-            String::from_utf8_lossy(&answer).into_owned()
+            // A read error (a reset) ends the connection as surely as EOF.
+            let _ = tokio::time::timeout(wait, tls.read_to_end(&mut answer))
+                .await
+                .ok()?;
+            Some(String::from_utf8_lossy(&answer).into_owned())
         })
     }
 
@@ -223,6 +226,40 @@ pub(crate) fn review(
 /// A review creating `pod` as a Pod.
 pub(crate) fn pod_review(pod: Value) -> Value {
     review("CREATE", ("", "v1", "Pod"), "pods", None, pod)
+}
+
+/// A review creating a Deployment whose template is `pod`.
+pub(crate) fn deployment_review(pod: &Value) -> Value {
+    let deployment =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": template(pod)}});
+    review(
+        "CREATE",
+        ("apps", "v1", "Deployment"),
+        "deployments",
+        None,
+        deployment,
+    )
+}
+
+/// A review creating a CronJob whose job's template is `pod`.
+pub(crate) fn cronjob_review(pod: &Value) -> Value {
+    let cronjob = json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template(pod)}}},
+    });
+    review(
+        "CREATE",
+        ("batch", "v1", "CronJob"),
+        "cronjobs",
+        None,
+        cronjob,
+    )
+}
+
+/// A pod's metadata and spec as a pod template.
+fn template(pod: &Value) -> Value {
+    json!({"metadata": pod["metadata"], "spec": pod["spec"]})
 }
 
 /// A distinct uid per object, so echoes are checked against the right one.
