@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Built-in policies: workspace packages embedded in the binary.
-const BUILTINS: &[&str] = &["pod-security"];
+const BUILTINS: &[&str] = &["pod-security", "host-isolation"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -3,6 +3,7 @@
 //! Unknown keys are errors, and every error names the file, the key path
 //! (`policies[1].timeout`) and, where the parser knows it, the line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use serde::Deserialize;
 use serde::de::Error as _;
 
 use crate::admission::{Operation, Origin};
+use crate::docker::access::AccessRule;
+use crate::docker::route::Group;
 use crate::policy::{self, builtin};
 
 /// The configuration used when none is given: `pod-security` at
@@ -44,6 +47,149 @@ pub struct Config {
     /// The Kubernetes admission webhook (`portcullis serve`).
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// The Docker socket proxy (`portcullis serve`).
+    #[serde(default)]
+    pub docker: Option<DockerConfig>,
+}
+
+/// The Docker socket proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Where clients connect: `unix:///path` or `tcp://address:port`, one or
+    /// a list.
+    #[serde(deserialize_with = "one_or_many")]
+    pub listen: Vec<Endpoint>,
+    /// Permissions of the unix sockets.
+    #[serde(default)]
+    pub socket: SocketConfig,
+    /// Certificate of the TCP listeners, and the CA their clients'
+    /// certificates must come from (required: the engine API over TCP without
+    /// client certificates is root for anyone who can connect).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// The engine: `unix:///var/run/docker.sock` or `tcp://host:2376`.
+    pub upstream: Endpoint,
+    /// TLS to a TCP upstream.
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTls>,
+    /// Largest request body the proxy reads to judge (container and service
+    /// specifications); larger ones are refused.
+    #[serde(default = "default_docker_max_body", deserialize_with = "byte_size")]
+    pub max_body: u64,
+    /// Access per endpoint group.
+    #[serde(default)]
+    pub access: BTreeMap<Group, AccessRule>,
+    /// Where to write one JSON line per decision: `stdout`, `stderr` or a
+    /// file path. Unset: no audit log.
+    #[serde(default)]
+    pub audit: Option<AuditTarget>,
+}
+
+/// A `unix://` or `tcp://` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(String),
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Some(path) = text.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(D::Error::custom(format!(
+                    "`{text}`: a unix socket path must be absolute"
+                )));
+            }
+            Ok(Endpoint::Unix(PathBuf::from(path)))
+        } else if let Some(address) = text.strip_prefix("tcp://") {
+            if !address.contains(':') {
+                return Err(D::Error::custom(format!("`{text}` has no port")));
+            }
+            Ok(Endpoint::Tcp(address.to_owned()))
+        } else {
+            Err(D::Error::custom(format!(
+                "`{text}` is not an endpoint; write unix:///path/to.sock or tcp://host:port"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
+            Endpoint::Tcp(address) => write!(f, "tcp://{address}"),
+        }
+    }
+}
+
+/// Ownership and mode of the proxy's unix sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketConfig {
+    /// Permission bits, in octal (`"0660"`).
+    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
+    pub mode: u32,
+    /// Group owning the socket, by name or number (`docker`, `998`).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            mode: default_socket_mode(),
+            group: None,
+        }
+    }
+}
+
+/// TLS towards a TCP engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// CA that signed the engine's certificate.
+    pub ca: PathBuf,
+    /// Client certificate presented to the engine.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its key.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Name to verify the engine's certificate against (default: the host
+    /// of `upstream`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for AuditTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match String::deserialize(deserializer)?.as_str() {
+            "stdout" => AuditTarget::Stdout,
+            "stderr" => AuditTarget::Stderr,
+            "" => {
+                return Err(D::Error::custom(
+                    "empty audit target; write stdout, stderr or a file path",
+                ));
+            }
+            path => AuditTarget::File(PathBuf::from(path)),
+        })
+    }
 }
 
 /// How long the API server waits for the webhook when the configuration
@@ -327,6 +473,31 @@ impl Config {
         if let Some(dir) = &mut config.cache_dir {
             *dir = base.join(&*dir);
         }
+        if let Some(docker) = &mut config.docker {
+            if let Some(tls) = &mut docker.tls {
+                for file in [
+                    Some(&mut tls.cert),
+                    Some(&mut tls.key),
+                    tls.client_ca.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    *file = base.join(&*file);
+                }
+            }
+            if let Some(tls) = &mut docker.upstream_tls {
+                for file in [Some(&mut tls.ca), tls.cert.as_mut(), tls.key.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    *file = base.join(&*file);
+                }
+            }
+            if let Some(AuditTarget::File(file)) = &mut docker.audit {
+                *file = base.join(&*file);
+            }
+        }
         if let Some(kubernetes) = &mut config.kubernetes {
             let tls = &mut kubernetes.tls;
             for file in [
@@ -369,6 +540,35 @@ impl Config {
 
     /// Checks what the types alone cannot.
     fn check(&self) -> Result<(), (String, String)> {
+        if let Some(docker) = &self.docker {
+            let tcp = docker
+                .listen
+                .iter()
+                .any(|endpoint| matches!(endpoint, Endpoint::Tcp(_)));
+            if tcp
+                && docker
+                    .tls
+                    .as_ref()
+                    .is_none_or(|tls| tls.client_ca.is_none())
+            {
+                return Err((
+                    "docker.tls".into(),
+                    "a tcp:// listener needs `tls` with a `client_ca`: the engine API without client certificates is root for anyone who can connect".into(),
+                ));
+            }
+            if docker.access.contains_key(&Group::Ping) {
+                return Err((
+                    "docker.access.ping".into(),
+                    "ping is always allowed: the docker CLI needs it to start".into(),
+                ));
+            }
+            if docker.upstream_tls.is_some() && matches!(docker.upstream, Endpoint::Unix(_)) {
+                return Err((
+                    "docker.upstream_tls".into(),
+                    "TLS applies to a tcp:// upstream only".into(),
+                ));
+            }
+        }
         if let Some(kubernetes) = &self.kubernetes
             && !(Duration::from_secs(1)..=Duration::from_secs(30)).contains(&kubernetes.timeout)
         {
@@ -460,6 +660,41 @@ fn default_webhook_timeout() -> Duration {
 
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY
+}
+
+fn default_docker_max_body() -> u64 {
+    4 << 20
+}
+
+fn default_socket_mode() -> u32 {
+    0o660
+}
+
+fn octal_mode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "`{text}` is not a permission mode; write it in octal, like \"0660\""
+            ))
+        })
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Endpoint>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Endpoint),
+        Many(Vec<Endpoint>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(endpoint) => vec![endpoint],
+        OneOrMany::Many(endpoints) => endpoints,
+    })
 }
 
 fn default_client_timeout() -> Duration {

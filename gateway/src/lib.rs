@@ -6,15 +6,19 @@
 //! - [`policy`], the wasmtime host that runs policies;
 //! - [`config`], the configuration file;
 //! - [`kubernetes`], the Kubernetes front door: the admission webhook;
+//! - [`docker`], the Docker front door: the socket proxy;
 //! - [`telemetry`], metrics;
+//! - [`tls`], certificates for the listeners, reloaded when they change;
 //! - [`cli`], the `portcullis` command.
 
 pub mod admission;
 pub mod cli;
 pub mod config;
+pub mod docker;
 pub mod kubernetes;
 pub mod policy;
 pub mod telemetry;
+pub mod tls;
 
 /// An error and its causes, `: `-separated, for logs and messages.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

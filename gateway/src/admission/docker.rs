@@ -19,9 +19,9 @@
 
 use super::gojson::{self, Object, Value, join};
 use super::{
-    Borrowed, BorrowedResource, Container, ContainerKind, Device, GroupVersionKind, NormalizeError,
-    Operation, Origin, Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl,
-    UserInfo, Volume, VolumeMount, Workload,
+    Borrowed, BorrowedResource, Container, ContainerKind, Device, GroupVersionKind, Image,
+    NormalizeError, Operation, Origin, Port, Request, SeLinuxOptions, SecurityContext,
+    SecurityProfile, Sysctl, UserInfo, Volume, VolumeMount, Workload,
 };
 
 /// Name given to the container when the client asked for none.
@@ -39,26 +39,301 @@ pub fn container_create(
     api_version: String,
 ) -> Result<Request, NormalizeError> {
     let workload = normalize(body, name.as_deref())?;
-    Ok(Request {
+    Ok(request(
+        ("Container", "containers", None),
+        Operation::Create,
+        api_version,
+        name,
+        body,
+        Some(workload),
+    ))
+}
+
+/// Builds the request for an exec-create body (`docker exec`): a CONNECT to
+/// the container, as Kubernetes' `pods/exec`, whose workload is the one
+/// process the exec starts, with the privileges and user it asks for.
+pub fn exec_create(
+    body: &str,
+    target: &str,
+    api_version: String,
+) -> Result<Request, NormalizeError> {
+    let value = gojson::parse(body)?;
+    let root = value.as_object("")?;
+    let mut context = SecurityContext {
+        privileged: root.boolean("Privileged", "")?,
+        ..SecurityContext::default()
+    };
+    if let Some(user) = root.string("User", "")?.filter(|user| !user.is_empty()) {
+        apply_user(user, &mut context);
+    }
+    let workload = Workload {
+        containers: vec![Container {
+            security_context: context,
+            ..container(target)
+        }],
+        ..Workload::default()
+    };
+    Ok(request(
+        ("Exec", "containers", Some("exec")),
+        Operation::Connect,
+        api_version,
+        Some(target.to_owned()),
+        body,
+        Some(workload),
+    ))
+}
+
+/// Builds the request for a swarm service specification (`docker service
+/// create` and `update`): its task's container, in the same model.
+pub fn service(
+    body: &str,
+    operation: Operation,
+    name: Option<String>,
+    api_version: String,
+) -> Result<Request, NormalizeError> {
+    let value = gojson::parse(body)?;
+    let root = value.as_object("")?;
+    const TASK: &str = "TaskTemplate";
+    const SPEC: &str = "TaskTemplate.ContainerSpec";
+    let spec = root
+        .object(TASK, "")?
+        .map(|task| task.object("ContainerSpec", TASK))
+        .transpose()?
+        .flatten();
+    let name = name.or(root.string("Name", "")?.map(str::to_owned));
+    let mut workload = Workload {
+        labels: root.string_map("Labels", "")?,
+        ..Workload::default()
+    };
+    let mut container = container(name.as_deref().unwrap_or(UNNAMED));
+    let context = &mut container.security_context;
+    context.seccomp_profile = Some(SecurityProfile::RuntimeDefault);
+    context.app_armor_profile = Some(SecurityProfile::RuntimeDefault);
+    if let Some(spec) = spec {
+        container.image = spec.string("Image", SPEC)?.unwrap_or_default().to_owned();
+        if let Some(user) = spec.string("User", SPEC)? {
+            apply_user(user, context);
+        }
+        context.read_only_root_filesystem = spec.boolean("ReadOnly", SPEC)?;
+        context.capabilities.add = spec
+            .strings("CapabilityAdd", SPEC)?
+            .iter()
+            .map(|c| capability(c))
+            .collect();
+        context.capabilities.drop = spec
+            .strings("CapabilityDrop", SPEC)?
+            .iter()
+            .map(|c| capability(c))
+            .collect();
+        if let Some(privileges) = spec.object("Privileges", SPEC)? {
+            service_privileges(privileges, context, &join(SPEC, "Privileges"))?;
+        }
+        workload.security_context.sysctls = spec
+            .string_map("Sysctls", SPEC)?
+            .into_iter()
+            .map(|(name, value)| Sysctl { name, value })
+            .collect();
+        for (index, mount) in spec.array("Mounts", SPEC)?.iter().enumerate() {
+            let path = format!("{SPEC}.Mounts[{index}]");
+            self::mount(
+                mount.as_object(&path)?,
+                &mut workload,
+                &mut container,
+                &path,
+            )?;
+        }
+    }
+    // The host network, named by a task or (in old APIs) the service.
+    for (owner, path) in [(root.object(TASK, "")?, TASK), (Some(root), "")] {
+        let Some(owner) = owner else { continue };
+        for (index, network) in owner.array("Networks", path)?.iter().enumerate() {
+            let path = format!("{}[{index}]", join(path, "Networks"));
+            if network.as_object(&path)?.string("Target", &path)? == Some("host") {
+                workload.host_network = true;
+            }
+        }
+    }
+    // Published ports bind every node's address (the routing mesh) or the
+    // task's node (host mode): host ports either way.
+    if let Some(endpoint) = root.object("EndpointSpec", "")? {
+        for (index, port) in endpoint.array("Ports", "EndpointSpec")?.iter().enumerate() {
+            let path = format!("EndpointSpec.Ports[{index}]");
+            let port = port.as_object(&path)?;
+            let number = |key: &str| -> Result<u16, NormalizeError> {
+                match port.field(key, &path)? {
+                    None => Ok(0),
+                    Some(Value::Number(number)) => number
+                        .as_u64()
+                        .and_then(|number| u16::try_from(number).ok())
+                        .ok_or_else(|| NormalizeError::new(join(&path, key), "not a port number")),
+                    Some(_) => Err(NormalizeError::new(join(&path, key), "expected a number")),
+                }
+            };
+            container.ports.push(Port {
+                container_port: number("TargetPort")?,
+                host_port: number("PublishedPort")?,
+                host_ip: String::new(),
+                protocol: port
+                    .string("Protocol", &path)?
+                    .unwrap_or("tcp")
+                    .to_ascii_uppercase(),
+            });
+        }
+    }
+    workload.containers.push(container);
+    Ok(request(
+        ("Service", "services", None),
+        operation,
+        api_version,
+        name,
+        body,
+        Some(workload),
+    ))
+}
+
+/// A service's `Privileges`: SELinux, seccomp, AppArmor, no-new-privileges.
+fn service_privileges(
+    privileges: &Object,
+    context: &mut SecurityContext,
+    path: &str,
+) -> Result<(), NormalizeError> {
+    if let Some(selinux) = privileges.object("SELinuxContext", path)? {
+        let path = join(path, "SELinuxContext");
+        let options = self::selinux(context);
+        if selinux.boolean("Disable", &path)? == Some(true) {
+            options.type_ = SELINUX_DISABLED_TYPE.into();
+        }
+        for (field, target) in [
+            ("User", &mut options.user),
+            ("Role", &mut options.role),
+            ("Level", &mut options.level),
+        ] {
+            if let Some(value) = selinux.string(field, &path)? {
+                *target = value.to_owned();
+            }
+        }
+        if let Some(value) = selinux
+            .string("Type", &path)?
+            .filter(|value| !value.is_empty())
+        {
+            options.type_ = value.to_owned();
+        }
+    }
+    if let Some(seccomp) = privileges.object("Seccomp", path)? {
+        context.seccomp_profile = Some(match seccomp.string("Mode", &join(path, "Seccomp"))? {
+            Some("unconfined") => SecurityProfile::Unconfined,
+            Some("custom") => {
+                SecurityProfile::Other("custom profile supplied by the client".into())
+            }
+            _ => SecurityProfile::RuntimeDefault,
+        });
+    }
+    if let Some(apparmor) = privileges.object("AppArmor", path)?
+        && apparmor.string("Mode", &join(path, "AppArmor"))? == Some("disabled")
+    {
+        context.app_armor_profile = Some(SecurityProfile::Unconfined);
+    }
+    if privileges.boolean("NoNewPrivileges", path)? == Some(true) {
+        context.allow_privilege_escalation = Some(false);
+    }
+    Ok(())
+}
+
+/// Builds the request for a volume-create body: a workload of that one
+/// volume, so a `local` volume bound to a host path is judged as one.
+pub fn volume_create(body: &str, api_version: String) -> Result<Request, NormalizeError> {
+    let value = gojson::parse(body)?;
+    let root = value.as_object("")?;
+    let name = root.string("Name", "")?.unwrap_or_default().to_owned();
+    // The create body spells the driver's fields as a mount's DriverConfig
+    // does, under other names; rebuild one to read it the same way.
+    let driver = root.string("Driver", "")?.unwrap_or_default();
+    let options = root.string_map("DriverOpts", "")?;
+    let config = format!(
+        r#"{{"Name": {}, "Options": {}}}"#,
+        serde_json::Value::from(driver),
+        serde_json::Value::Object(options.into_iter().map(|(k, v)| (k, v.into())).collect())
+    );
+    let config = gojson::parse(&config)?;
+    let volume = volume_driver(&name, config.as_object("")?, "")?;
+    let workload = Workload {
+        volumes: vec![volume],
+        ..Workload::default()
+    };
+    Ok(request(
+        ("Volume", "volumes", None),
+        Operation::Create,
+        api_version,
+        Some(name).filter(|name| !name.is_empty()),
+        body,
+        Some(workload),
+    ))
+}
+
+/// Builds the request for an image pull (`docker pull`, and the pull
+/// `docker run` does first): no workload, one image.
+pub fn image_pull(reference: String, api_version: String) -> Request {
+    let object = serde_json::json!({ "fromImage": reference }).to_string();
+    let mut pull = request(
+        ("Image", "images", None),
+        Operation::Create,
+        api_version,
+        Some(reference.clone()),
+        &object,
+        None,
+    );
+    pull.images = vec![Image {
+        reference,
+        containers: Vec::new(),
+        verification: None,
+    }];
+    pull
+}
+
+/// A Docker request of `(kind, resource, sub-resource)`.
+fn request(
+    (kind, resource, sub_resource): (&str, &str, Option<&str>),
+    operation: Operation,
+    api_version: String,
+    name: Option<String>,
+    object: &str,
+    workload: Option<Workload>,
+) -> Request {
+    Request {
         uid: String::new(),
         origin: Origin::Docker,
-        operation: Operation::Create,
+        operation,
         kind: GroupVersionKind {
             group: "docker".into(),
             version: api_version,
-            kind: "Container".into(),
+            kind: kind.into(),
         },
-        resource: "containers".into(),
-        sub_resource: None,
+        resource: resource.into(),
+        sub_resource: sub_resource.map(Into::into),
         namespace: None,
         name,
         user: UserInfo::default(),
         dry_run: false,
-        object: Some(body.to_owned()),
+        object: Some(object.to_owned()),
         old_object: None,
-        images: super::images(&workload),
-        workload: Some(workload),
-    })
+        images: workload.as_ref().map(super::images).unwrap_or_default(),
+        workload,
+    }
+}
+
+/// A regular container with nothing set.
+fn container(name: &str) -> Container {
+    Container {
+        name: name.to_owned(),
+        kind: ContainerKind::Regular,
+        index: 0,
+        image: String::new(),
+        security_context: SecurityContext::default(),
+        ports: Vec::new(),
+        volume_mounts: Vec::new(),
+        devices: Vec::new(),
+        handler_hosts: Vec::new(),
+    }
 }
 
 /// Normalizes a container-create body.

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use crate::admission::Pipeline;
 use crate::config::Config;
 use crate::kubernetes::server::{self, Webhook};
-use crate::kubernetes::{certs, manifests, tls};
+use crate::kubernetes::{certs, manifests};
 use crate::policy::{Host, HostOptions, LoadError};
 use crate::telemetry::Metrics;
+use crate::tls;
 
 /// Exit status of a denial.
 const DENIED: u8 = 1;

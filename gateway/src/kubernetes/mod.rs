@@ -7,4 +7,3 @@ pub mod certs;
 pub mod manifests;
 pub mod review;
 pub mod server;
-pub mod tls;

@@ -2,10 +2,16 @@
 //! embedded in the binary, referred to as `builtin:<name>`.
 
 /// Every built-in policy: name and component bytes.
-pub const BUILTINS: &[(&str, &[u8])] = &[(
-    "pod-security",
-    include_bytes!(concat!(env!("OUT_DIR"), "/pod-security.wasm")),
-)];
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    (
+        "pod-security",
+        include_bytes!(concat!(env!("OUT_DIR"), "/pod-security.wasm")),
+    ),
+    (
+        "host-isolation",
+        include_bytes!(concat!(env!("OUT_DIR"), "/host-isolation.wasm")),
+    ),
+];
 
 /// The component of the built-in policy `name`.
 pub fn find(name: &str) -> Option<&'static [u8]> {

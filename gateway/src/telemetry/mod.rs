@@ -1,5 +1,8 @@
-//! What the gateway tells its operators: Prometheus metrics.
+//! What the gateway tells its operators: Prometheus metrics and the audit
+//! log.
 
+pub mod audit;
 mod metrics;
 
+pub use audit::Audit;
 pub use metrics::{Endpoint, Metrics, ReviewOutcome};

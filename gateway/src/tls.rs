@@ -1,6 +1,6 @@
-//! TLS for the webhook: TLS 1.2 and 1.3 only (rustls has nothing older),
-//! HTTP/2 and HTTP/1.1 by ALPN, optional client certificates, and a serving
-//! certificate that follows its files.
+//! TLS for the listeners: TLS 1.2 and 1.3 only (rustls has nothing older),
+//! optional client certificates, and a serving certificate that follows its
+//! files.
 //!
 //! The certificate and key files are read again every [`RELOAD_INTERVAL`];
 //! when their contents change and parse into a matching pair, new handshakes
