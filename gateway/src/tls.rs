@@ -74,8 +74,9 @@ pub struct Tls {
     pub reloader: Reloader,
 }
 
-/// Builds the server configuration from the configured files.
-pub fn server_config(tls: &TlsConfig) -> Result<Tls, TlsError> {
+/// Builds the server configuration from the configured files, offering the
+/// given ALPN protocols (most preferred first).
+pub fn server_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<Tls, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let resolver = Arc::new(Resolver {
         current: ArcSwap::from_pointee(load(&tls.cert, &tls.key, &provider)?),
@@ -91,7 +92,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Tls, TlsError> {
         Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider.clone())?),
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Tls {
         config: Arc::new(config),
         reloader: Reloader {

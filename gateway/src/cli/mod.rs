@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::admission::Pipeline;
 use crate::config::Config;
+use crate::docker::server as proxy;
 use crate::kubernetes::server::{self, Webhook};
 use crate::kubernetes::{certs, manifests};
 use crate::policy::{Host, HostOptions, LoadError};
@@ -178,7 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn load(config: Option<&Path>) -> Result<(Config, Pipeline), Error> {
     let config = match config {
@@ -256,35 +257,67 @@ fn eval(
 
 fn serve(config: &Path) -> Result<u8, Error> {
     let (config, pipeline) = load(Some(config))?;
-    let webhook = config
-        .kubernetes
-        .ok_or("the configuration has no `kubernetes` section: nothing to serve")?;
-    let tls = tls::server_config(&webhook.tls)?;
+    if config.kubernetes.is_none() && config.docker.is_none() {
+        return Err(
+            "the configuration has neither a `kubernetes` nor a `docker` section: nothing to serve"
+                .into(),
+        );
+    }
+    let pipeline = Arc::new(pipeline);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(webhook.listen)
-            .await
-            .map_err(|error| format!("cannot listen on {}: {error}", webhook.listen))?;
-        let address = listener.local_addr()?;
-        let server = Arc::new(Webhook::new(
-            Arc::new(pipeline),
-            Arc::new(Metrics::default()),
-            &webhook,
-        ));
-        tokio::spawn(tls.reloader.watch());
-        tracing::info!("serving the admission webhook on https://{address}");
-        // Scripts and tests wait for this line to know the port.
-        println!("listening on https://{address}");
-        server::serve(
-            server,
-            listener,
-            tls.config,
-            shutdown_signal(),
-            webhook.shutdown_delay,
-        )
-        .await;
+        // One signal stops every front door.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let mut front_doors = tokio::task::JoinSet::new();
+        if let Some(webhook) = &config.kubernetes {
+            let tls = tls::server_config(&webhook.tls, &[b"h2", b"http/1.1"])?;
+            let listener = tokio::net::TcpListener::bind(webhook.listen)
+                .await
+                .map_err(|error| format!("cannot listen on {}: {error}", webhook.listen))?;
+            let address = listener.local_addr()?;
+            let server = Arc::new(Webhook::new(
+                pipeline.clone(),
+                Arc::new(Metrics::default()),
+                webhook,
+            ));
+            tokio::spawn(tls.reloader.watch());
+            // Scripts and tests wait for these lines to know where to connect.
+            println!("listening on https://{address}");
+            front_doors.spawn(server::serve(
+                server,
+                listener,
+                tls.config,
+                shutdown(),
+                webhook.shutdown_delay,
+            ));
+        }
+        if let Some(docker) = &config.docker {
+            let tls = docker
+                .tls
+                .as_ref()
+                .map(|tls| tls::server_config(tls, &[b"http/1.1"]))
+                .transpose()?;
+            let listeners = proxy::bind(docker, tls.as_ref().map(|tls| &tls.config)).await?;
+            for listener in &listeners {
+                println!("listening on {}", listener.address());
+            }
+            if let Some(tls) = tls {
+                tokio::spawn(tls.reloader.watch());
+            }
+            let proxy = Arc::new(proxy::Proxy::new(pipeline.clone(), docker)?);
+            front_doors.spawn(proxy::serve(proxy, listeners, shutdown()));
+        }
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        while front_doors.join_next().await.is_some() {}
         tracing::info!("stopped");
         Ok::<_, Error>(0)
     })

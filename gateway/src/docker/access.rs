@@ -172,14 +172,14 @@ mod tests {
 
     #[test]
     fn clients_can_be_given_their_own_level() {
-        let rules = rules(
+        let configured = rules(
             "exec: {default: deny, clients: {\"uid:0\": write}}\ncontainers: read\narchive: write\n",
         );
-        assert!(rules.allows(Group::Exec, false, &client(0, 0)));
-        assert!(!rules.allows(Group::Exec, false, &client(1000, 0)));
-        assert!(!rules.allows(Group::Containers, false, &client(0, 0)));
-        assert!(rules.allows(Group::Containers, true, &client(0, 0)));
-        assert!(rules.allows(Group::Archive, true, &client(5, 5)));
+        assert!(configured.allows(Group::Exec, false, &client(0, 0)));
+        assert!(!configured.allows(Group::Exec, false, &client(1000, 0)));
+        assert!(!configured.allows(Group::Containers, false, &client(0, 0)));
+        assert!(configured.allows(Group::Containers, true, &client(0, 0)));
+        assert!(configured.allows(Group::Archive, true, &client(5, 5)));
         // Ping cannot be denied.
         let closed = rules("ping: deny\n");
         assert!(closed.allows(Group::Ping, true, &client(5, 5)));

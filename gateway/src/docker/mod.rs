@@ -10,3 +10,5 @@
 pub mod access;
 pub mod path;
 pub mod route;
+pub mod server;
+pub mod upstream;

@@ -93,7 +93,9 @@ impl Upstream {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let stream = self.connect().await?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(io::Error::other)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!("engine connection ended: {error}");
@@ -109,12 +111,22 @@ impl Upstream {
             .header(hyper::header::HOST, "docker")
             .body(Empty::new())
             .map_err(io::Error::other)?;
-        let response = sender.send_request(request).await.map_err(io::Error::other)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(io::Error::other)?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
         match status.as_u16() {
             404 => Ok(None),
-            200 => serde_json::from_slice(&body).map(Some).map_err(io::Error::other),
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(io::Error::other),
             code => Err(io::Error::other(format!(
                 "the engine answered {code} to GET {path}: {}",
                 String::from_utf8_lossy(&body)
@@ -123,7 +135,10 @@ impl Upstream {
     }
 }
 
-fn client_tls(address: &str, tls: &UpstreamTls) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), TlsError> {
+fn client_tls(
+    address: &str,
+    tls: &UpstreamTls,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), TlsError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             path: path.clone(),
@@ -134,13 +149,15 @@ fn client_tls(address: &str, tls: &UpstreamTls) -> Result<(Arc<rustls::ClientCon
     for certificate in CertificateDer::pem_slice_iter(&read(&tls.ca)?).filter_map(Result::ok) {
         let _ = roots.add(certificate);
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Rustls {
-            context: "cannot configure TLS to the engine".into(),
-            source,
-        })?
-        .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|source| TlsError::Rustls {
+        context: "cannot configure TLS to the engine".into(),
+        source,
+    })?
+    .with_root_certificates(roots);
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
@@ -150,26 +167,36 @@ fn client_tls(address: &str, tls: &UpstreamTls) -> Result<(Arc<rustls::ClientCon
                 path: key.clone(),
                 what: "private key",
             })?;
-            builder.with_client_auth_cert(chain, key).map_err(|source| TlsError::Rustls {
-                context: "the client certificate for the engine is not usable".into(),
-                source,
-            })?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| TlsError::Rustls {
+                    context: "the client certificate for the engine is not usable".into(),
+                    source,
+                })?
         }
         _ => builder.with_no_client_auth(),
     };
-    let host = tls
-        .server_name
-        .clone()
-        .unwrap_or_else(|| address.rsplit_once(':').map_or(address, |(host, _)| host).to_owned());
-    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|_| TlsError::Pem {
-        path: PathBuf::from(host.clone()),
-        what: "valid server name",
+    let host = tls.server_name.clone().unwrap_or_else(|| {
+        address
+            .rsplit_once(':')
+            .map_or(address, |(host, _)| host)
+            .to_owned()
+    });
+    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|_| {
+        TlsError::Pem {
+            path: PathBuf::from(host.clone()),
+            what: "valid server name",
+        }
     })?;
     Ok((Arc::new(config), name))
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
             Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
@@ -179,7 +206,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
             Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),

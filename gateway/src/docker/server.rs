@@ -1,0 +1,857 @@
+//! The proxy itself: listeners, the per-request path, forwarding.
+//!
+//! For each request, in order, and why:
+//! 1. the path is canonicalized (a path that does not decode cleanly is a
+//!    400): every later step must see what the engine will route;
+//! 2. the endpoint is classified and the access rules consulted for this
+//!    client: most requests are decided here, cheaply;
+//! 3. framing is checked (Content-Length together with Transfer-Encoding
+//!    is refused): the request must mean one thing;
+//! 4. an endpoint that creates or changes a workload has its query read
+//!    strictly and its body read whole (up to the cap, whatever the
+//!    framing), normalized, enriched from the engine (borrowed containers,
+//!    an exec's user, host paths through symlinks) and judged by the
+//!    pipeline; the exact bytes judged, or the patched object, are what is
+//!    forwarded, with a Content-Length;
+//! 5. everything else streams to the engine and back without buffering;
+//!    attach and exec start become a raw tunnel once the engine has
+//!    answered 101, each direction closing on its own.
+//!
+//! Denials are 403 with `{"message": …}`, which the docker CLI prints as
+//! `Error response from daemon: …`.
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, TRANSFER_ENCODING};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Mutex;
+use tokio_rustls::TlsAcceptor;
+
+use super::access::AccessRules;
+use super::path::{self, CanonicalPath};
+use super::route::{self, Inspect, Route};
+use super::upstream::Upstream;
+use crate::admission::{
+    self, BorrowedResource, Decision, NormalizeError, Operation, Phase, Pipeline, Request, UserInfo,
+};
+use crate::config::{DockerConfig, Endpoint, SocketConfig};
+use crate::telemetry::audit::{Audit, Entry};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+type Response = hyper::Response<Body>;
+
+/// Headers that belong to one hop, not to the request (RFC 9110 §7.6.1).
+/// `Connection` and `Upgrade` are kept on hijacking endpoints, where they
+/// ask the engine for the raw stream.
+const HOP_BY_HOP: &[&str] = &[
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// The proxy's state, shared by every connection.
+pub struct Proxy {
+    pipeline: Arc<Pipeline>,
+    upstream: Upstream,
+    access: AccessRules,
+    max_body: u64,
+    audit: Option<Audit>,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// As policies and access rules see it.
+    pub identity: UserInfo,
+    /// The client's process, for unix-socket peers.
+    pub pid: Option<i32>,
+}
+
+impl Client {
+    /// A unix-socket peer: `uid:<n>`, in group `gid:<n>`.
+    fn unix(credentials: Option<tokio::net::unix::UCred>) -> Self {
+        match credentials {
+            Some(credentials) => Self {
+                identity: UserInfo {
+                    name: format!("uid:{}", credentials.uid()),
+                    uid: credentials.uid().to_string(),
+                    groups: vec![format!("gid:{}", credentials.gid())],
+                },
+                pid: credentials.pid(),
+            },
+            None => Self {
+                identity: UserInfo {
+                    name: "unknown".into(),
+                    ..UserInfo::default()
+                },
+                pid: None,
+            },
+        }
+    }
+
+    /// A certificate holder: `cn:<common name>`, in groups `o:<organization>`.
+    fn certificate(der: &[u8]) -> Self {
+        let mut identity = UserInfo {
+            name: "unknown".into(),
+            ..UserInfo::default()
+        };
+        if let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) {
+            let subject = certificate.subject();
+            if let Some(name) = subject
+                .iter_common_name()
+                .next()
+                .and_then(|name| name.as_str().ok())
+            {
+                identity.name = format!("cn:{name}");
+            }
+            identity.groups = subject
+                .iter_organization()
+                .filter_map(|organization| organization.as_str().ok())
+                .map(|organization| format!("o:{organization}"))
+                .collect();
+            identity.uid = subject.to_string();
+        }
+        Self {
+            identity,
+            pid: None,
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy for the `docker` section of the configuration.
+    pub fn new(pipeline: Arc<Pipeline>, config: &DockerConfig) -> Result<Self, BoxError> {
+        Ok(Self {
+            pipeline,
+            upstream: Upstream::new(&config.upstream, config.upstream_tls.as_ref())?,
+            access: AccessRules::new(config.access.clone()),
+            max_body: config.max_body,
+            audit: config
+                .audit
+                .as_ref()
+                .map(Audit::open)
+                .transpose()
+                .map_err(|error| format!("cannot open the audit log: {error}"))?,
+        })
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    /// A unix socket; peers are identified by their credentials.
+    Unix(UnixListener),
+    /// TCP with mutual TLS; peers are identified by their certificates.
+    Tls(TcpListener, TlsAcceptor),
+}
+
+impl Listener {
+    /// Where it listens, as `unix:///path` or `tcp://address`.
+    pub fn address(&self) -> String {
+        match self {
+            Listener::Unix(listener) => listener
+                .local_addr()
+                .ok()
+                .and_then(|address| {
+                    address
+                        .as_pathname()
+                        .map(|path| format!("unix://{}", path.display()))
+                })
+                .unwrap_or_else(|| "unix://?".into()),
+            Listener::Tls(listener, _) => listener
+                .local_addr()
+                .map_or_else(|_| "tcp://?".into(), |address| format!("tcp://{address}")),
+        }
+    }
+}
+
+/// Binds a unix socket with the configured mode and group, replacing a
+/// stale socket left by an earlier run (never any other kind of file).
+pub fn bind_unix(path: &Path, socket: &SocketConfig) -> Result<UnixListener, BoxError> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()).into());
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|error| format!("cannot listen on {}: {error}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket.mode))?;
+    if let Some(group) = &socket.group {
+        let gid = group_id(group).ok_or_else(|| format!("no group `{group}` on this machine"))?;
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|error| format!("cannot give {} to group {group}: {error}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// A group's id, by number or by name from `/etc/group`.
+fn group_id(group: &str) -> Option<u32> {
+    group.parse().ok().or_else(|| {
+        std::fs::read_to_string("/etc/group")
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split(':');
+                (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
+            })
+    })
+}
+
+/// Binds every configured listener.
+pub async fn bind(
+    config: &DockerConfig,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Vec<Listener>, BoxError> {
+    let mut listeners = Vec::new();
+    for endpoint in &config.listen {
+        listeners.push(match endpoint {
+            Endpoint::Unix(path) => Listener::Unix(bind_unix(path, &config.socket)?),
+            Endpoint::Tcp(address) => {
+                let tls = tls.ok_or("a tcp:// listener needs TLS")?;
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+                Listener::Tls(listener, TlsAcceptor::from(tls.clone()))
+            }
+        });
+    }
+    Ok(listeners)
+}
+
+/// Serves every listener until `shutdown` completes, then lets requests
+/// in flight finish (streams that never end, such as `docker events`, are
+/// cut after [`DRAIN_TIMEOUT`]).
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Vec<Listener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (connections, mut accepted) = tokio::sync::mpsc::channel::<(Box<dyn Io>, Client)>(64);
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept(listener, connections.clone())))
+        .collect();
+    drop(connections);
+    let mut running = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            next = accepted.recv() => {
+                let Some((stream, client)) = next else { break };
+                let session = Arc::new(Session {
+                    proxy: proxy.clone(),
+                    client,
+                    engine: Mutex::new(None),
+                });
+                let service = hyper::service::service_fn(move |request| {
+                    let session = session.clone();
+                    async move { Ok::<_, Infallible>(session.handle(request).await) }
+                });
+                let mut stopping = stopping.clone();
+                running.spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(error) = result {
+                                tracing::debug!("client connection ended: {error}");
+                            }
+                            return;
+                        }
+                        _ = stopping.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
+                    }
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while running.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::info!("streams still open after {DRAIN_TIMEOUT:?} were cut");
+    }
+}
+
+/// How long requests in flight may take to finish at shutdown.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A client's byte stream, whichever listener it came through.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+async fn accept(listener: Listener, connections: tokio::sync::mpsc::Sender<(Box<dyn Io>, Client)>) {
+    loop {
+        let accepted: Result<(Box<dyn Io>, Client), BoxError> = match &listener {
+            Listener::Unix(listener) => match listener.accept().await {
+                Ok((stream, _)) => {
+                    let client = Client::unix(stream.peer_cred().ok());
+                    Ok((Box::new(stream), client))
+                }
+                Err(error) => Err(error.into()),
+            },
+            Listener::Tls(listener, acceptor) => match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let connections = connections.clone();
+                    // The handshake happens off the accept loop, so a slow
+                    // client holds up nobody else.
+                    tokio::spawn(async move {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        );
+                        if let Ok(Ok(stream)) = handshake.await {
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first().cloned());
+                            let client = certificate.map_or_else(
+                                || Client::unix(None),
+                                |der| Client::certificate(&der),
+                            );
+                            let _ = connections.send((Box::new(stream), client)).await;
+                        }
+                    });
+                    continue;
+                }
+                Err(error) => Err(error.into()),
+            },
+        };
+        match accepted {
+            Ok(connection) => {
+                if connections.send(connection).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One client connection, and the engine connection its requests reuse.
+struct Session {
+    proxy: Arc<Proxy>,
+    client: Client,
+    engine: Mutex<Option<SendRequest<Body>>>,
+}
+
+/// A refusal: status and message.
+struct Refusal(StatusCode, String);
+
+impl Session {
+    async fn handle(&self, mut request: hyper::Request<Incoming>) -> Response {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let canonical = match CanonicalPath::parse(request.uri().path()) {
+            Ok(canonical) => canonical,
+            Err(error) => {
+                let path = request.uri().path().to_owned();
+                return self.refuse(
+                    &method,
+                    &path,
+                    started,
+                    Refusal(StatusCode::BAD_REQUEST, error.to_string()),
+                );
+            }
+        };
+        let path = canonical.to_string();
+        let mut route = route::classify(&method, &canonical, false);
+        // The upgrade must be claimed before the request is taken apart.
+        let client_upgrade = route.hijack.then(|| hyper::upgrade::on(&mut request));
+        let (parts, body) = request.into_parts();
+        match self.prepare(&parts, body, &canonical, &mut route).await {
+            Err(refusal) => self.refuse(&method, &path, started, refusal),
+            Ok((body, decision)) => {
+                if let Some(audit) = &self.proxy.audit {
+                    let entry = Entry {
+                        pid: self.client.pid,
+                        ..Entry::new("docker", &self.client.identity, method.as_str(), &path)
+                    };
+                    let entry = match &decision {
+                        Some(decision) => entry.decision(decision),
+                        None => entry,
+                    };
+                    audit.record(entry, started.elapsed());
+                }
+                self.forward(parts, body, &canonical, &route, client_upgrade)
+                    .await
+            }
+        }
+    }
+
+    /// Steps 2 to 4: the body to forward (streamed, or the bytes judged) and
+    /// the decision, or why not.
+    async fn prepare(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Incoming,
+        canonical: &CanonicalPath,
+        route: &mut Route,
+    ) -> Result<(Body, Option<Decision>), Refusal> {
+        let forbidden = |message: String| Refusal(StatusCode::FORBIDDEN, message);
+        let bad = |message: String| Refusal(StatusCode::BAD_REQUEST, message);
+        let query = if route.inspect == Inspect::Nothing {
+            Vec::new()
+        } else {
+            path::parse_query(parts.uri.query()).map_err(|error| bad(error.to_string()))?
+        };
+        if route.inspect == Inspect::ImagePull && path::query_value(&query, "fromSrc").is_some() {
+            *route = route::classify(&parts.method, canonical, true);
+        }
+        let identity = &self.client.identity;
+        if !self.proxy.access.allows(route.group, route.read, identity) {
+            return Err(forbidden(format!(
+                "portcullis: {} may not {} {} endpoints (access rule for `{}`)",
+                identity.name,
+                if route.read { "read" } else { "use" },
+                route.group.as_str(),
+                route.group.as_str()
+            )));
+        }
+        let headers = &parts.headers;
+        if headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING) {
+            return Err(bad(
+                "a request with both Content-Length and Transfer-Encoding is ambiguous".into(),
+            ));
+        }
+        if route.inspect == Inspect::Nothing {
+            return Ok((body.map_err(BoxError::from).boxed(), None));
+        }
+
+        // An inspected request: read it whole, as the engine will.
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if !content_type.is_empty()
+            && !content_type.starts_with("application/json")
+            && !content_type.starts_with("text/plain")
+        {
+            return Err(bad(format!(
+                "portcullis reads this endpoint's body as JSON; `{content_type}` bodies are refused"
+            )));
+        }
+        let bytes = self.read_body(body).await?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad("the body is not UTF-8".into()))?;
+        let version = canonical.version_string();
+        let admission = match &route.inspect {
+            Inspect::Nothing => return Ok((full(bytes), None)),
+            Inspect::ContainerStart => {
+                return match text.trim() {
+                    "" | "{}" | "null" => Ok((full(bytes), None)),
+                    _ => Err(forbidden(
+                        "portcullis: a container takes its configuration at create, not at start"
+                            .into(),
+                    )),
+                };
+            }
+            Inspect::ContainerUpdate => {
+                refuse_device_changes(text).map_err(forbidden)?;
+                return Ok((full(bytes), None));
+            }
+            Inspect::ContainerCreate => {
+                let name = path::query_value(&query, "name").map(str::to_owned);
+                admission::docker::container_create(text, name, version)
+            }
+            Inspect::ExecCreate { container } => {
+                admission::docker::exec_create(text, container, version)
+            }
+            Inspect::ServiceCreate => {
+                admission::docker::service(text, Operation::Create, None, version)
+            }
+            Inspect::ServiceUpdate { service } => {
+                admission::docker::service(text, Operation::Update, Some(service.clone()), version)
+            }
+            Inspect::VolumeCreate => admission::docker::volume_create(text, version),
+            Inspect::ImagePull => {
+                let image = path::query_value(&query, "fromImage").unwrap_or_default();
+                let tag = path::query_value(&query, "tag").unwrap_or_default();
+                Ok(admission::docker::image_pull(
+                    image_reference(image, tag),
+                    version,
+                ))
+            }
+        };
+        let mut admission = admission.map_err(|error: NormalizeError| {
+            bad(format!("portcullis cannot read the request: {error}"))
+        })?;
+        admission.uid = request_uid();
+        admission.user = identity.clone();
+        self.enrich(&mut admission).await;
+
+        let pipeline = self.proxy.pipeline.clone();
+        let decision =
+            tokio::task::spawn_blocking(move || pipeline.decide(&admission, Phase::Mutating, None))
+                .await
+                .map_err(|_| {
+                    Refusal(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "portcullis: the evaluation failed".into(),
+                    )
+                })?;
+        if !decision.allowed {
+            let message = decision.message.as_deref().unwrap_or("denied");
+            return Err(Refusal(
+                StatusCode::from_u16(decision.code).unwrap_or(StatusCode::FORBIDDEN),
+                format!("portcullis: {}", message.replace('\n', "; ")),
+            ));
+        }
+        // What is forwarded is what was judged: the bytes read, or the
+        // object with the policies' patch applied.
+        let forwarded = match &decision.patch {
+            None => bytes,
+            Some(patch) => {
+                let mut object: serde_json::Value =
+                    serde_json::from_str(text).map_err(|error| bad(error.to_string()))?;
+                json_patch::patch(&mut object, &patch.0).map_err(|error| {
+                    Refusal(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("portcullis: cannot apply the policies' patch: {error}"),
+                    )
+                })?;
+                Bytes::from(object.to_string())
+            }
+        };
+        Ok((full(forwarded), Some(decision)))
+    }
+
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Refusal> {
+        let limit = usize::try_from(self.proxy.max_body).unwrap_or(usize::MAX);
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "portcullis reads at most {} bytes of this endpoint's body",
+                    self.proxy.max_body
+                ),
+            )),
+            Err(error) => Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {error}"),
+            )),
+        }
+    }
+
+    /// Fills in what the request leaves to other objects on the engine: the
+    /// privileges of borrowed containers, an exec's effective user, and the
+    /// real targets of host paths.
+    async fn enrich(&self, request: &mut Request) {
+        let upstream = &self.proxy.upstream;
+        let exec = request.kind.kind == "Exec";
+        let Some(workload) = request.workload.as_mut() else {
+            return;
+        };
+        let mut lookups: Vec<(Option<BorrowedResource>, String)> = workload
+            .borrowed
+            .iter()
+            .map(|borrowed| (Some(borrowed.resource), borrowed.container.clone()))
+            .collect();
+        if exec && let Some(container) = request.name.clone() {
+            lookups.push((None, container));
+        }
+        for (resource, container) in lookups {
+            let inspected = upstream
+                .get_json(&format!("/containers/{}/json", encode_segment(&container)))
+                .await;
+            let Ok(Some(inspected)) = inspected else {
+                continue;
+            };
+            let Ok(borrowed) = admission::docker::normalize(
+                &container_body(&inspected).to_string(),
+                Some(&container),
+            ) else {
+                continue;
+            };
+            match resource {
+                Some(BorrowedResource::Network) => workload.host_network |= borrowed.host_network,
+                Some(BorrowedResource::Pid) => workload.host_pid |= borrowed.host_pid,
+                Some(BorrowedResource::Ipc) => workload.host_ipc |= borrowed.host_ipc,
+                Some(BorrowedResource::Volumes) => {
+                    // The borrowed container's volumes become this one's.
+                    let mounts: Vec<_> = borrowed
+                        .containers
+                        .iter()
+                        .flat_map(|c| c.volume_mounts.clone())
+                        .collect();
+                    workload.volumes.extend(borrowed.volumes);
+                    if let Some(target) = workload.containers.first_mut() {
+                        target.volume_mounts.extend(mounts);
+                    }
+                }
+                None => {
+                    if let (Some(process), Some(target)) =
+                        (workload.containers.first_mut(), borrowed.containers.first())
+                    {
+                        process.image = target.image.clone();
+                        let context = &mut process.security_context;
+                        if context.run_as_user.is_none() {
+                            // An exec without --user runs as the container's
+                            // user: root when none is configured (the image's
+                            // USER is copied into the container's), unknown
+                            // when it is a name.
+                            let configured = inspected
+                                .pointer("/Config/User")
+                                .and_then(|user| user.as_str())
+                                .unwrap_or("");
+                            context.run_as_user = if configured.is_empty() {
+                                Some(0)
+                            } else {
+                                target.security_context.run_as_user
+                            };
+                            context.run_as_non_root = context.run_as_user.map(|uid| uid != 0);
+                        }
+                    }
+                }
+            }
+        }
+        if upstream.is_local() {
+            for volume in &mut workload.volumes {
+                if let Some(host_path) = volume.host_path.as_mut()
+                    && host_path.starts_with('/')
+                    && let Ok(real) = std::fs::canonicalize(&*host_path)
+                {
+                    // Judge where the engine will mount from, not the
+                    // symlink the client named.
+                    *host_path = real.to_string_lossy().into_owned();
+                }
+            }
+        }
+        request.images = admission::images(workload);
+    }
+
+    /// Step 5: sends the request to the engine and streams the answer back.
+    async fn forward(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Body,
+        canonical: &CanonicalPath,
+        route: &Route,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response {
+        let mut uri = canonical.to_string();
+        if let Some(query) = parts.uri.query() {
+            uri.push('?');
+            uri.push_str(query);
+        }
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers, route.hijack);
+        if let Some(length) = body.size_hint().exact() {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        let mut outgoing = hyper::Request::new(body);
+        *outgoing.method_mut() = parts.method;
+        *outgoing.uri_mut() = match uri.parse() {
+            Ok(uri) => uri,
+            Err(_) => {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    "portcullis cannot forward this path",
+                );
+            }
+        };
+        *outgoing.headers_mut() = headers;
+
+        let mut response = match self.send(outgoing).await {
+            Ok(response) => response,
+            Err(error) => {
+                return refusal(
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "portcullis cannot reach the Docker engine at {}: {error}",
+                        self.proxy.upstream.endpoint()
+                    ),
+                );
+            }
+        };
+        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, response.status())
+        {
+            // The engine switched to the raw stream: tunnel both ways. This
+            // engine connection is the tunnel now; later requests open another.
+            *self.engine.lock().await = None;
+            let engine_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, engine_upgrade) {
+                    Ok((client, engine)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut engine = TokioIo::new(engine);
+                        if let Err(error) =
+                            tokio::io::copy_bidirectional(&mut client, &mut engine).await
+                        {
+                            tracing::debug!("hijacked stream ended: {error}");
+                        }
+                    }
+                    Err(error) => tracing::debug!("upgrade failed: {error}"),
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
+        let mut response = hyper::Response::from_parts(parts, body.map_err(BoxError::from).boxed());
+        strip_hop_by_hop(response.headers_mut(), route.hijack);
+        response
+    }
+
+    /// Sends on this client's engine connection, opening one if needed.
+    async fn send(
+        &self,
+        request: hyper::Request<Body>,
+    ) -> Result<hyper::Response<Incoming>, BoxError> {
+        let mut engine = self.engine.lock().await;
+        let ready = match engine.as_mut() {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !ready {
+            *engine = Some(self.proxy.upstream.handshake().await?);
+        }
+        let sender = engine.as_mut().ok_or("no engine connection")?;
+        Ok(sender.send_request(request).await?)
+    }
+
+    fn refuse(
+        &self,
+        method: &Method,
+        path: &str,
+        started: Instant,
+        Refusal(status, message): Refusal,
+    ) -> Response {
+        if let Some(audit) = &self.proxy.audit {
+            let entry = Entry::new("docker", &self.client.identity, method.as_str(), path)
+                .denied(message.clone());
+            audit.record(
+                Entry {
+                    pid: self.client.pid,
+                    ..entry
+                },
+                started.elapsed(),
+            );
+        }
+        tracing::info!(client = self.client.identity.name, %method, path, "{message}");
+        refusal(status, &message)
+    }
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A JSON error answer the docker CLI prints as `Error response from daemon`.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = hyper::Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, hijack: bool) {
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    if !hijack {
+        headers.remove(hyper::header::CONNECTION);
+        headers.remove(hyper::header::UPGRADE);
+    }
+}
+
+/// A container update may change resources; devices it may not.
+fn refuse_device_changes(text: &str) -> Result<(), String> {
+    let body: serde_json::Value = serde_json::from_str(text)
+        .map_err(|error| format!("portcullis cannot read the update: {error}"))?;
+    let object = body
+        .as_object()
+        .ok_or("portcullis cannot read the update: not an object")?;
+    let touches_devices = object.iter().any(|(key, value)| {
+        matches!(
+            key.to_ascii_lowercase().as_str(),
+            "devices" | "devicecgrouprules" | "devicerequests"
+        ) && !(value.is_null() || value.as_array().is_some_and(Vec::is_empty))
+    });
+    if touches_devices {
+        return Err(
+            "portcullis: a container's devices are set at create, not changed by update".into(),
+        );
+    }
+    Ok(())
+}
+
+/// What the engine pulls for `fromImage` and `tag`.
+fn image_reference(image: &str, tag: &str) -> String {
+    match tag {
+        "" => image.to_owned(),
+        digest if digest.contains(':') => format!("{image}@{digest}"),
+        tag => format!("{image}:{tag}"),
+    }
+}
+
+/// A container's inspect output as a create body, so the create normalizer
+/// reads it: the configured user and image, and the host configuration.
+fn container_body(inspected: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "Image": inspected.pointer("/Config/Image"),
+        "User": inspected.pointer("/Config/User"),
+        "HostConfig": inspected.get("HostConfig"),
+    })
+}
+
+fn encode_segment(name: &str) -> String {
+    name.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// A request identifier for policies and the audit log.
+fn request_uid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "docker-{started:x}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
