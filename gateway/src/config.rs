@@ -383,6 +383,11 @@ pub struct MatchConfig {
     /// Namespaces to include or exclude.
     #[serde(default)]
     pub namespaces: NamespaceMatch,
+    /// Who sent the request: a user name or group as the front door names
+    /// it (Kubernetes user names and groups; `uid:0`, `gid:998`, `cn:ci`,
+    /// `o:ops` for Docker clients).
+    #[serde(default)]
+    pub users: Vec<String>,
 }
 
 /// Namespace selection. Names match exactly, or by prefix with a trailing `*`.

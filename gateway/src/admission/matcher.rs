@@ -146,6 +146,22 @@ mod tests {
     }
 
     #[test]
+    fn users_match_by_name_or_group() {
+        let root = matcher("{users: [\"uid:0\", system:masters]}");
+        let mut request = request(Origin::Docker, "docker", "Exec", None);
+        request.user = UserInfo {
+            name: "uid:0".into(),
+            uid: "0".into(),
+            groups: vec!["gid:0".into()],
+        };
+        assert!(root.matches(&request));
+        request.user.name = "uid:1000".into();
+        assert!(!root.matches(&request));
+        request.user.groups.push("system:masters".into());
+        assert!(root.matches(&request));
+    }
+
+    #[test]
     fn namespaces_are_included_and_excluded() {
         let teams = matcher("{namespaces: {include: [team-*], exclude: [team-infra]}}");
         assert!(teams.matches(&request(Origin::Kubernetes, "", "Pod", Some("team-web"))));

@@ -369,8 +369,23 @@ struct Session {
     engine: Mutex<Option<SendRequest<Body>>>,
 }
 
-/// A refusal: status and message.
-struct Refusal(StatusCode, String);
+/// A refusal: status, message, and the decision behind it when policies
+/// made it.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    decision: Option<Box<Decision>>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: String) -> Self {
+        Self {
+            status,
+            message,
+            decision: None,
+        }
+    }
+}
 
 impl Session {
     async fn handle(&self, mut request: hyper::Request<Incoming>) -> Response {
@@ -384,7 +399,7 @@ impl Session {
                     &method,
                     &path,
                     started,
-                    Refusal(StatusCode::BAD_REQUEST, error.to_string()),
+                    Refusal::new(StatusCode::BAD_REQUEST, error.to_string()),
                 );
             }
         };
@@ -422,8 +437,8 @@ impl Session {
         canonical: &CanonicalPath,
         route: &mut Route,
     ) -> Result<(Body, Option<Decision>), Refusal> {
-        let forbidden = |message: String| Refusal(StatusCode::FORBIDDEN, message);
-        let bad = |message: String| Refusal(StatusCode::BAD_REQUEST, message);
+        let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
+        let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
         let query = if route.inspect == Inspect::Nothing {
             Vec::new()
         } else {
@@ -518,17 +533,18 @@ impl Session {
             tokio::task::spawn_blocking(move || pipeline.decide(&admission, Phase::Mutating, None))
                 .await
                 .map_err(|_| {
-                    Refusal(
+                    Refusal::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "portcullis: the evaluation failed".into(),
                     )
                 })?;
         if !decision.allowed {
             let message = decision.message.as_deref().unwrap_or("denied");
-            return Err(Refusal(
-                StatusCode::from_u16(decision.code).unwrap_or(StatusCode::FORBIDDEN),
-                format!("portcullis: {}", message.replace('\n', "; ")),
-            ));
+            return Err(Refusal {
+                status: StatusCode::from_u16(decision.code).unwrap_or(StatusCode::FORBIDDEN),
+                message: format!("portcullis: {}", message.replace('\n', "; ")),
+                decision: Some(Box::new(decision)),
+            });
         }
         // What is forwarded is what was judged: the bytes read, or the
         // object with the policies' patch applied.
@@ -538,7 +554,7 @@ impl Session {
                 let mut object: serde_json::Value =
                     serde_json::from_str(text).map_err(|error| bad(error.to_string()))?;
                 json_patch::patch(&mut object, &patch.0).map_err(|error| {
-                    Refusal(
+                    Refusal::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("portcullis: cannot apply the policies' patch: {error}"),
                     )
@@ -553,14 +569,14 @@ impl Session {
         let limit = usize::try_from(self.proxy.max_body).unwrap_or(usize::MAX);
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Refusal(
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "portcullis reads at most {} bytes of this endpoint's body",
                     self.proxy.max_body
                 ),
             )),
-            Err(error) => Err(Refusal(
+            Err(error) => Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {error}"),
             )),
@@ -748,11 +764,18 @@ impl Session {
         method: &Method,
         path: &str,
         started: Instant,
-        Refusal(status, message): Refusal,
+        Refusal {
+            status,
+            message,
+            decision,
+        }: Refusal,
     ) -> Response {
         if let Some(audit) = &self.proxy.audit {
-            let entry = Entry::new("docker", &self.client.identity, method.as_str(), path)
-                .denied(message.clone());
+            let entry = Entry::new("docker", &self.client.identity, method.as_str(), path);
+            let entry = match &decision {
+                Some(decision) => entry.decision(decision),
+                None => entry.denied(message.clone()),
+            };
             audit.record(
                 Entry {
                     pid: self.client.pid,

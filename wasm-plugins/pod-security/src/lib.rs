@@ -43,6 +43,17 @@ pub struct PodSecurity;
 impl Policy for PodSecurity {
     type Settings = Settings;
 
+    fn validate_settings(settings: &Settings) -> Result<(), String> {
+        match settings.exclude.iter().find(|control| {
+            !registry::CHECKS
+                .iter()
+                .any(|check| check.id == control.as_str())
+        }) {
+            Some(unknown) => Err(SettingsError::Exclude(unknown.clone()).to_string()),
+            None => Ok(()),
+        }
+    }
+
     fn validate(request: &Request, settings: &Settings) -> Verdict {
         // The concrete version, not `latest`: what `latest` means moves as
         // this policy is upgraded, and an audit record must say which rules
@@ -101,6 +112,7 @@ fn evaluate(workload: &Workload, origin: Origin, settings: &Settings) -> Vec<Vio
     let pod = Pod::new(workload, origin);
     registry::applicable(settings.level, settings.version)
         .into_iter()
+        .filter(|(control, _)| !settings.exclude.iter().any(|excluded| excluded == control))
         .filter_map(|(control, revision)| {
             let detail = revision.check(&pod)?;
             Some(Violation { control, detail })

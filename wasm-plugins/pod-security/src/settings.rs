@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Deserialize;
 
 /// The policy's settings, for example `{"level": "restricted", "version": "v1.30"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The level to enforce; `baseline` when unset.
@@ -22,6 +22,11 @@ pub struct Settings {
     /// The version of the standard to enforce; `latest` when unset.
     #[serde(default)]
     pub version: Version,
+    /// Controls not to enforce, by upstream ID (`hostPorts`), for workloads
+    /// a control does not fit: published ports are how Docker containers
+    /// are reached, where a Kubernetes pod would use a Service.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// A level of the Pod Security Standards.
@@ -125,6 +130,8 @@ pub enum SettingsError {
     Level(String),
     /// `version` is neither `latest` nor `v1.<minor>`.
     Version(String),
+    /// `exclude` names a control that does not exist.
+    Exclude(String),
 }
 
 impl fmt::Display for SettingsError {
@@ -137,6 +144,10 @@ impl fmt::Display for SettingsError {
             Self::Version(value) => write!(
                 f,
                 r#"invalid value {value:?} for setting "version": expected "latest" or "v1.<minor>", for example "v1.30""#
+            ),
+            Self::Exclude(value) => write!(
+                f,
+                r#"invalid value {value:?} in setting "exclude": not a control of the Pod Security Standards (for example "hostPorts")"#
             ),
         }
     }
@@ -158,7 +169,8 @@ mod tests {
             parse("{}"),
             Ok(Settings {
                 level: Level::Baseline,
-                version: Version::Latest
+                version: Version::Latest,
+                exclude: Vec::new(),
             })
         );
     }
@@ -169,7 +181,8 @@ mod tests {
             parse(r#"{"level": "restricted", "version": "v1.30"}"#),
             Ok(Settings {
                 level: Level::Restricted,
-                version: Version::Minor(30)
+                version: Version::Minor(30),
+                exclude: Vec::new(),
             })
         );
         assert_eq!(

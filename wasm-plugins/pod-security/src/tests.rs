@@ -69,7 +69,11 @@ fn request(operation: Operation, origin: Origin, workload: Option<Workload>) -> 
 }
 
 fn settings(level: Level, version: Version) -> Settings {
-    Settings { level, version }
+    Settings {
+        level,
+        version,
+        exclude: Vec::new(),
+    }
 }
 
 fn run(level: Level, version: Version, workload: Workload) -> Verdict {
@@ -983,5 +987,28 @@ fn docker_inline_seccomp_profiles_are_not_quoted_in_full() {
     assert_eq!(
         detail(&docker(Level::Baseline, w), "seccompProfile_baseline"),
         r#"container "web" must not set HostConfig.SecurityOpt seccomp to "inline profile""#
+    );
+}
+
+#[test]
+fn excluded_controls_are_not_enforced() {
+    let mut w = docker_run();
+    w.containers[0].ports = vec![port(8080)];
+    w.containers[0].security_context.privileged = Some(true);
+    let excluding = Settings {
+        exclude: vec!["hostPorts".into()],
+        ..settings(Level::Baseline, Version::Latest)
+    };
+    let verdict = PodSecurity::validate(
+        &request(Operation::Create, Origin::Docker, Some(w)),
+        &excluding,
+    );
+    assert_denied_for(&verdict, &["privileged"]);
+    assert_eq!(
+        PodSecurity::validate_settings(&Settings {
+            exclude: vec!["hostPort".into()],
+            ..settings(Level::Baseline, Version::Latest)
+        }),
+        Err(r#"invalid value "hostPort" in setting "exclude": not a control of the Pod Security Standards (for example "hostPorts")"#.into())
     );
 }
