@@ -1,12 +1,15 @@
 //! End-to-end tests: the `portcullis` binary, real WebAssembly policies
 //! built from source, the upstream Pod Security conformance fixtures.
 
+mod docker_support;
 mod support;
 mod webhook_support;
 
 mod c_policy;
 mod cache;
 mod conformance;
+mod docker;
+mod docker_bypass;
 mod eval;
 mod hostile;
 mod malformed;

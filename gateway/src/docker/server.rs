@@ -271,6 +271,9 @@ pub async fn serve(
                 let mut stopping = stopping.clone();
                 running.spawn(async move {
                     let connection = hyper::server::conn::http1::Builder::new()
+                        // Clients may close their side once the request is
+                        // sent and still expect the answer.
+                        .half_close(true)
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     tokio::pin!(connection);
@@ -458,6 +461,8 @@ impl Session {
             )));
         }
         let headers = &parts.headers;
+        // hyper already frames such a request by its chunks and drops the
+        // length; refusing here keeps that true whatever the HTTP layer does.
         if headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING) {
             return Err(bad(
                 "a request with both Content-Length and Transfer-Encoding is ambiguous".into(),

@@ -1,0 +1,201 @@
+//! The Docker proxy under test: a `portcullis serve` process with a
+//! `docker` section in front of the machine's engine, the docker CLI
+//! pointed at it, and a test image built locally (nothing can be pulled).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::support::{cache_dir, scratch};
+
+/// The test image: busybox on an empty base.
+pub(crate) const IMAGE: &str = "portcullis-test/busybox:1";
+
+/// The engine's socket (`DOCKER_HOST` when it names one).
+pub(crate) fn engine_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// Runs the docker CLI against `socket`.
+pub(crate) fn docker_at(socket: &Path, args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI is installed")
+}
+
+/// Runs the docker CLI against the engine directly.
+pub(crate) fn engine(args: &[&str]) -> Output {
+    docker_at(&engine_socket(), args)
+}
+
+/// Builds the test image once per run, from the host's static busybox.
+pub(crate) fn test_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = scratch();
+        std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+            .expect("a static busybox at /bin/busybox (Debian's busybox-static)");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
+        )
+        .expect("write the Dockerfile");
+        let built = Command::new("docker")
+            .args(["build", "-q", "-t", IMAGE])
+            .arg(dir.path())
+            .env("DOCKER_HOST", format!("unix://{}", engine_socket().display()))
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .expect("docker build");
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    });
+    IMAGE
+}
+
+/// A container name unique to this test run, removed when dropped.
+pub(crate) struct Name(pub(crate) String);
+
+impl Name {
+    pub(crate) fn new(what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        Self(format!(
+            "portcullis-e2e-{}-{what}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = engine(&["rm", "-f", &self.0]);
+    }
+}
+
+/// A running proxy.
+pub(crate) struct Proxy {
+    child: Child,
+    /// Its socket.
+    pub(crate) socket: PathBuf,
+    /// Its directory (configuration, audit log).
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of the engine with extra `docker` settings
+    /// (YAML lines indented by two) and `policies` (YAML list items).
+    pub(crate) fn start(docker: &str, policies: &str) -> Self {
+        Self::with_upstream(&engine_socket(), docker, policies)
+    }
+
+    /// The same, in front of `upstream`.
+    pub(crate) fn with_upstream(upstream: &Path, docker: &str, policies: &str) -> Self {
+        let dir = scratch();
+        let socket = dir.path().join("docker.sock");
+        let config = dir.path().join("portcullis.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "docker:\n  listen: unix://{}\n  upstream: unix://{}\n  audit: audit.log\n{docker}policies:\n{policies}",
+                socket.display(),
+                upstream.display()
+            ),
+        )
+        .expect("write the configuration");
+        Self::with_config(dir, &config, socket)
+    }
+
+    /// Starts a proxy with a configuration file written by the test.
+    pub(crate) fn with_config(dir: tempfile::TempDir, config: &Path, socket: PathBuf) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("PORTCULLIS_CACHE_DIR", cache_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start portcullis serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the first line");
+        assert_eq!(
+            line.trim(),
+            format!("listening on unix://{}", socket.display())
+        );
+        Self { child, socket, dir }
+    }
+
+    /// Runs the docker CLI through the proxy.
+    pub(crate) fn docker(&self, args: &[&str]) -> Output {
+        docker_at(&self.socket, args)
+    }
+
+    /// Sends a raw HTTP/1.1 request and returns the status and body.
+    pub(crate) fn raw(&self, request: &[u8]) -> (u16, String) {
+        let mut stream = UnixStream::connect(&self.socket).expect("connect to the proxy");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream.write_all(request).expect("write");
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// A raw POST of a JSON body with a Content-Length.
+    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.raw(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// The audit log so far.
+    pub(crate) fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of an output, both streams.
+pub(crate) fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
