@@ -385,7 +385,7 @@ pub struct MatchConfig {
     pub namespaces: NamespaceMatch,
     /// Who sent the request: a user name or group as the front door names
     /// it (Kubernetes user names and groups; `uid:0`, `gid:998`, `cn:ci`,
-    /// `o:ops` for Docker clients).
+    /// `o:ops` for Docker clients), exactly or by a prefix ending in `*`.
     #[serde(default)]
     pub users: Vec<String>,
 }

@@ -86,10 +86,14 @@ impl Drop for Name {
 /// A running proxy.
 pub(crate) struct Proxy {
     child: Child,
-    /// Its socket.
+    /// Its (first) unix socket.
     pub(crate) socket: PathBuf,
+    /// Where it listens, as it said on startup.
+    pub(crate) addresses: Vec<String>,
     /// Its directory (configuration, audit log).
     pub(crate) dir: tempfile::TempDir,
+    /// Kept open so the process never writes to a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Proxy {
@@ -116,8 +120,17 @@ impl Proxy {
         Self::with_config(dir, &config, socket)
     }
 
-    /// Starts a proxy with a configuration file written by the test.
+    /// Starts a proxy with a configuration file written by the test, whose
+    /// one listener is the unix socket `socket`.
     pub(crate) fn with_config(dir: tempfile::TempDir, config: &Path, socket: PathBuf) -> Self {
+        let proxy = Self::listening(dir, config, 1);
+        assert_eq!(proxy.addresses, [format!("unix://{}", socket.display())]);
+        proxy
+    }
+
+    /// Starts a proxy with a configuration of `listeners` listeners, the
+    /// first a unix socket; `addresses` says where they are.
+    pub(crate) fn listening(dir: tempfile::TempDir, config: &Path, listeners: usize) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["serve", "--config"])
             .arg(config)
@@ -126,16 +139,29 @@ impl Proxy {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start portcullis serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the first line");
-        assert_eq!(
-            line.trim(),
-            format!("listening on unix://{}", socket.display())
-        );
-        Self { child, socket, dir }
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let addresses: Vec<String> = (0..listeners)
+            .map(|_| {
+                let mut line = String::new();
+                stdout.read_line(&mut line).expect("read a line");
+                line.trim()
+                    .strip_prefix("listening on ")
+                    .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
+                    .to_owned()
+            })
+            .collect();
+        let socket = addresses
+            .first()
+            .and_then(|address| address.strip_prefix("unix://"))
+            .map(PathBuf::from)
+            .expect("the first listener is a unix socket");
+        Self {
+            child,
+            socket,
+            addresses,
+            dir,
+            _stdout: stdout,
+        }
     }
 
     /// Runs the docker CLI through the proxy.

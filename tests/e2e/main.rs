@@ -10,6 +10,7 @@ mod cache;
 mod conformance;
 mod docker;
 mod docker_bypass;
+mod docker_clients;
 mod eval;
 mod hostile;
 mod malformed;

@@ -230,3 +230,37 @@ fn build_c_policy() -> PathBuf {
     std::fs::write(&path, component).expect("write the component");
     path
 }
+
+/// A client CA and a client certificate it signed, for `common_name` in
+/// `organization`: `client-ca.crt`, `client.crt` and `client.key` in `dir`.
+pub(crate) fn client_certificate(dir: &Path, common_name: &str, organization: Option<&str>) {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    ca.distinguished_name.push(DnType::CommonName, "client CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client = CertificateParams::new(vec![common_name.to_owned()]).expect("params");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        client
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+    }
+    let client_cert = client
+        .signed_by(&client_key, &Issuer::from_params(&ca, &ca_key))
+        .expect("sign");
+    std::fs::create_dir_all(dir).expect("create the certificate directory");
+    for (file, contents) in [
+        ("client-ca.crt", ca_cert.pem()),
+        ("client.crt", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(file), contents).expect("write");
+    }
+}

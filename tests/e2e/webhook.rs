@@ -509,34 +509,10 @@ fn sigterm_turns_readiness_off_and_lets_in_flight_reviews_finish() {
 
 #[test]
 fn mutual_tls_requires_a_client_certificate_from_the_ca() {
-    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
     let dir = crate::support::scratch();
     let certs = dir.path().join("certs");
     certificates(&certs);
-    // A client CA and a client certificate it signed.
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "client CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA");
-    let client_key = KeyPair::generate().expect("key");
-    let mut client = CertificateParams::new(vec!["kube-apiserver".to_owned()]).expect("params");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    client
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kube-apiserver");
-    let client_cert = client
-        .signed_by(&client_key, &Issuer::from_params(&ca, &ca_key))
-        .expect("sign");
-    for (file, contents) in [
-        ("client-ca.crt", ca_cert.pem()),
-        ("client.crt", client_cert.pem()),
-        ("client.key", client_key.serialize_pem()),
-    ] {
-        std::fs::write(certs.join(file), contents).expect("write");
-    }
+    crate::support::client_certificate(&certs, "kube-apiserver", None);
     let config = dir.path().join("portcullis.yaml");
     std::fs::write(
         &config,

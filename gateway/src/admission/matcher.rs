@@ -31,6 +31,18 @@ impl Matcher {
                 .iter()
                 .any(|pattern| kind_matches(pattern, request)),
         ) && self.namespace_matches(request.namespace.as_deref())
+            && self.user_matches(request)
+    }
+
+    /// The client's name or one of its groups is listed (exactly, or by a
+    /// prefix ending in `*`).
+    fn user_matches(&self, request: &Request) -> bool {
+        let user = &request.user;
+        self.config.users.is_empty()
+            || self.config.users.iter().any(|pattern| {
+                name_matches(pattern, &user.name)
+                    || user.groups.iter().any(|group| name_matches(pattern, group))
+            })
     }
 
     fn namespace_matches(&self, namespace: Option<&str>) -> bool {

@@ -305,7 +305,7 @@ pub async fn serve(
 }
 
 /// How long requests in flight may take to finish at shutdown.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A client's byte stream, whichever listener it came through.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
