@@ -108,13 +108,7 @@ impl Server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let target = self.target();
         runtime().block_on(async {
-            let tcp = tokio::net::TcpStream::connect(target.address)
-                .await
-                .expect("connect");
-            let mut tls = tokio_rustls::TlsConnector::from(target.tls.clone())
-                .connect(target.server_name.clone(), tcp)
-                .await
-                .expect("handshake");
+            let (mut tls, _) = target.connect().await.expect("connect");
             // The server may answer and close before all is written.
             let _ = tls.write_all(bytes).await;
             let _ = tls.flush().await;

@@ -305,15 +305,21 @@ fn serve(config: &Path) -> Result<u8, Error> {
                 .as_ref()
                 .map(|tls| tls::server_config(tls, &[b"http/1.1"]))
                 .transpose()?;
-            let listeners = proxy::bind(docker, tls.as_ref().map(|tls| &tls.config)).await?;
-            for listener in &listeners {
-                println!("listening on {}", listener.address());
+            let proxy = Arc::new(proxy::Proxy::new(pipeline.clone(), docker)?);
+            let (addresses, stopped) = proxy::start(
+                proxy,
+                docker.clone(),
+                tls.as_ref().map(|tls| tls.config.clone()),
+                shutdown(),
+            )
+            .await?;
+            for address in addresses {
+                println!("listening on {address}");
             }
             if let Some(tls) = tls {
                 tokio::spawn(tls.reloader.watch());
             }
-            let proxy = Arc::new(proxy::Proxy::new(pipeline.clone(), docker)?);
-            front_doors.spawn(proxy::serve(proxy, listeners, shutdown()));
+            front_doors.spawn(stopped);
         }
         shutdown_signal().await;
         let _ = stop.send(true);

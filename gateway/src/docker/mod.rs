@@ -8,6 +8,7 @@
 //! streams through untouched, including hijacked attach and exec sessions.
 
 pub mod access;
+pub mod coalesce;
 pub mod path;
 pub mod route;
 pub mod server;

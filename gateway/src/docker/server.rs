@@ -20,10 +20,12 @@
 //! Denials are 403 with `{"message": …}`, which the docker CLI prints as
 //! `Error response from daemon: …`.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -39,9 +41,10 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 
 use super::access::AccessRules;
+use super::coalesce::{Coalesce, ENGINE_TURNS};
 use super::path::{self, CanonicalPath};
 use super::route::{self, Inspect, Route};
-use super::upstream::Upstream;
+use super::upstream::{Driver, Upstream};
 use crate::admission::{
     self, BorrowedResource, Decision, NormalizeError, Operation, Phase, Pipeline, Request, UserInfo,
 };
@@ -238,6 +241,54 @@ pub async fn bind(
     Ok(listeners)
 }
 
+/// Binds the listeners and serves them on a thread of the proxy's own, with
+/// a single-threaded runtime, until `shutdown` completes; returns where it
+/// listens and what completes when it has stopped.
+///
+/// Docker API traffic is light, and one thread keeps each hop of a stream
+/// (engine, proxy, client) on one core with no wake-ups between threads;
+/// policy evaluations still run on the blocking pool.
+pub async fn start(
+    proxy: Arc<Proxy>,
+    config: DockerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(Vec<String>, impl std::future::Future<Output = ()>), BoxError> {
+    let (ready, listening) = tokio::sync::oneshot::channel::<Result<Vec<String>, BoxError>>();
+    let thread = std::thread::Builder::new()
+        .name("portcullis-docker".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready.send(Err(error.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match bind(&config, tls.as_ref()).await {
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                    Ok(listeners) => {
+                        let _ = ready.send(Ok(listeners.iter().map(Listener::address).collect()));
+                        serve(proxy, listeners, shutdown).await;
+                    }
+                }
+            });
+        })?;
+    let addresses = listening
+        .await
+        .map_err(|_| "the Docker proxy's thread ended before listening")??;
+    let stopped = async move {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    };
+    Ok((addresses, stopped))
+}
+
 /// Serves every listener until `shutdown` completes, then lets requests
 /// in flight finish (streams that never end, such as `docker events`, are
 /// cut after [`DRAIN_TIMEOUT`]).
@@ -259,17 +310,19 @@ pub async fn serve(
         tokio::select! {
             next = accepted.recv() => {
                 let Some((stream, client)) = next else { break };
+                let (drivers, driven) = tokio::sync::mpsc::unbounded_channel();
                 let session = Arc::new(Session {
                     proxy: proxy.clone(),
                     client,
                     engine: Mutex::new(None),
+                    drivers,
                 });
                 let service = hyper::service::service_fn(move |request| {
                     let session = session.clone();
                     async move { Ok::<_, Infallible>(session.handle(request).await) }
                 });
                 let mut stopping = stopping.clone();
-                running.spawn(async move {
+                let serving = async move {
                     let connection = hyper::server::conn::http1::Builder::new()
                         // Clients may close their side once the request is
                         // sent and still expect the answer.
@@ -287,7 +340,8 @@ pub async fn serve(
                         _ = stopping.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
                     }
                     let _ = connection.await;
-                });
+                };
+                running.spawn(run_session(serving, driven));
             }
             () = &mut shutdown => break,
         }
@@ -366,10 +420,49 @@ async fn accept(listener: Listener, connections: tokio::sync::mpsc::Sender<(Box<
 }
 
 /// One client connection, and the engine connection its requests reuse.
+///
+/// The engine connection runs in the same task as the client's (its driver
+/// goes to [`run_session`]): a streamed answer then passes from one to the
+/// other without waking another thread for every chunk.
 struct Session {
     proxy: Arc<Proxy>,
     client: Client,
     engine: Mutex<Option<SendRequest<Body>>>,
+    drivers: tokio::sync::mpsc::UnboundedSender<Driver>,
+}
+
+/// Runs a session: the client's connection (`serving`), then the engine
+/// connections `drivers` receives, in that order at each wake-up — a
+/// streamed answer's next chunk is decoded right after the last one was
+/// taken, and counted as a turn for [`Coalesce`] — until all have ended.
+async fn run_session(
+    serving: impl std::future::Future<Output = ()>,
+    mut drivers: tokio::sync::mpsc::UnboundedReceiver<Driver>,
+) {
+    let mut serving = std::pin::pin!(serving);
+    let mut served = false;
+    let mut running: Vec<Driver> = Vec::new();
+    let mut open = true;
+    let session = std::future::poll_fn(|cx| {
+        if !served {
+            served = serving.as_mut().poll(cx).is_ready();
+        }
+        while open {
+            match drivers.poll_recv(cx) {
+                Poll::Ready(Some(driver)) => running.push(driver),
+                Poll::Ready(None) => open = false,
+                Poll::Pending => break,
+            }
+        }
+        running.retain_mut(|driver| driver.as_mut().poll(cx).is_pending());
+        ENGINE_TURNS.with(|turns| turns.set(turns.get() + 1));
+        if served && !open && running.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    ENGINE_TURNS.scope(Cell::new(0), session).await;
 }
 
 /// A refusal: status, message, and the decision behind it when policies
@@ -398,6 +491,7 @@ impl Session {
             Ok(canonical) => canonical,
             Err(error) => {
                 let path = request.uri().path().to_owned();
+                discard(request.into_body(), self.proxy.max_body).await;
                 return self.refuse(
                     &method,
                     &path,
@@ -431,15 +525,14 @@ impl Session {
         }
     }
 
-    /// Steps 2 to 4: the body to forward (streamed, or the bytes judged) and
-    /// the decision, or why not.
-    async fn prepare(
+    /// Step 2, what the request line and headers alone decide: the query of
+    /// an inspected request (the route is refined by it), or why not.
+    fn check_head(
         &self,
         parts: &hyper::http::request::Parts,
-        body: Incoming,
         canonical: &CanonicalPath,
         route: &mut Route,
-    ) -> Result<(Body, Option<Decision>), Refusal> {
+    ) -> Result<Vec<(String, String)>, Refusal> {
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
         let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
         let query = if route.inspect == Inspect::Nothing {
@@ -469,10 +562,10 @@ impl Session {
             ));
         }
         if route.inspect == Inspect::Nothing {
-            return Ok((body.map_err(BoxError::from).boxed(), None));
+            return Ok(query);
         }
 
-        // An inspected request: read it whole, as the engine will.
+        // An inspected request, to be read whole as the engine will.
         let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
@@ -485,6 +578,31 @@ impl Session {
                 "portcullis reads this endpoint's body as JSON; `{content_type}` bodies are refused"
             )));
         }
+        Ok(query)
+    }
+
+    /// Steps 2 to 4: the body to forward (streamed, or the bytes judged) and
+    /// the decision, or why not.
+    async fn prepare(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Incoming,
+        canonical: &CanonicalPath,
+        route: &mut Route,
+    ) -> Result<(Body, Option<Decision>), Refusal> {
+        let query = match self.check_head(parts, canonical, route) {
+            Ok(query) => query,
+            Err(refusal) => {
+                discard(body, self.proxy.max_body).await;
+                return Err(refusal);
+            }
+        };
+        if route.inspect == Inspect::Nothing {
+            return Ok((body.map_err(BoxError::from).boxed(), None));
+        }
+        let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
+        let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
+        let identity = &self.client.identity;
         let bytes = self.read_body(body).await?;
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("the body is not UTF-8".into()))?;
         let version = canonical.version_string();
@@ -742,7 +860,8 @@ impl Session {
             });
         }
         let (parts, body) = response.into_parts();
-        let mut response = hyper::Response::from_parts(parts, body.map_err(BoxError::from).boxed());
+        let body = Coalesce::new(body).map_err(BoxError::from).boxed();
+        let mut response = hyper::Response::from_parts(parts, body);
         strip_hop_by_hop(response.headers_mut(), route.hijack);
         response
     }
@@ -758,7 +877,11 @@ impl Session {
             None => false,
         };
         if !ready {
-            *engine = Some(self.proxy.upstream.handshake().await?);
+            let (sender, driver) = self.proxy.upstream.handshake().await?;
+            if let Err(unsent) = self.drivers.send(driver) {
+                tokio::spawn(unsent.0);
+            }
+            *engine = Some(sender);
         }
         let sender = engine.as_mut().ok_or("no engine connection")?;
         Ok(sender.send_request(request).await?)
@@ -792,6 +915,22 @@ impl Session {
         tracing::info!(client = self.client.identity.name, %method, path, "{message}");
         refusal(status, &message)
     }
+}
+
+/// Reads and drops what a refused request still sends (up to `limit`
+/// bytes, for a few seconds), so that the client can finish writing it and
+/// read the answer rather than find the connection closed under it.
+async fn discard(mut body: Incoming, limit: u64) {
+    let drain = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
 }
 
 fn full(bytes: Bytes) -> Body {

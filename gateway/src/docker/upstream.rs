@@ -31,6 +31,10 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// What reads and writes an engine connection, to be polled until it ends
+/// (hyper's connection future).
+pub type Driver = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A stream to the engine, whichever transport.
 pub enum Stream {
     /// A unix socket.
@@ -85,8 +89,9 @@ impl Upstream {
         }
     }
 
-    /// Opens an HTTP/1.1 connection to the engine that can be upgraded.
-    pub async fn handshake<B>(&self) -> io::Result<http1::SendRequest<B>>
+    /// Opens an HTTP/1.1 connection to the engine that can be upgraded: the
+    /// sender of its requests, and what must be polled for it to run.
+    pub async fn handshake<B>(&self) -> io::Result<(http1::SendRequest<B>, Driver)>
     where
         B: hyper::body::Body + Send + 'static,
         B::Data: Send,
@@ -96,17 +101,18 @@ impl Upstream {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(io::Error::other)?;
-        tokio::spawn(async move {
+        let driver = Box::pin(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!("engine connection ended: {error}");
             }
         });
-        Ok(sender)
+        Ok((sender, driver))
     }
 
     /// `GET path` from the engine, as JSON; `None` for 404.
     pub async fn get_json(&self, path: &str) -> io::Result<Option<serde_json::Value>> {
-        let mut sender = self.handshake::<Empty<Bytes>>().await?;
+        let (mut sender, driver) = self.handshake::<Empty<Bytes>>().await?;
+        tokio::spawn(driver);
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, "docker")
             .body(Empty::new())

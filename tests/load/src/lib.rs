@@ -1,7 +1,8 @@
-//! A load generator for the admission webhook: N keep-alive HTTPS
-//! connections (rustls, HTTP/1.1) posting AdmissionReviews, as fast as they
-//! are answered (closed loop) or at a fixed total rate (open loop), with
-//! latency percentiles from an HDR histogram.
+//! A load generator for Portcullis's front doors: N keep-alive HTTP/1.1
+//! connections — over TLS (rustls) to the admission webhook, or over a unix
+//! socket to the Docker proxy or the engine itself — sending one request as
+//! fast as it is answered (closed loop) or at a fixed total rate (open loop),
+//! with latency percentiles from an HDR histogram.
 //!
 //! In open loop each request has a scheduled start. When the connection is
 //! still waiting for an earlier answer at that time, the latency counts from
@@ -13,7 +14,7 @@
 //! the webhook.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 
 /// Anything that went wrong talking to the server.
@@ -33,7 +35,16 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where and how to connect.
 #[derive(Clone)]
-pub struct Target {
+pub enum Target {
+    /// HTTPS.
+    Tls(TlsTarget),
+    /// Plain HTTP over a unix socket.
+    Unix(PathBuf),
+}
+
+/// An HTTPS server.
+#[derive(Clone)]
+pub struct TlsTarget {
     /// Server address.
     pub address: SocketAddr,
     /// Name to verify the certificate against (an IP address works too).
@@ -42,8 +53,13 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
 }
 
+/// A connected byte stream, before HTTP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 impl Target {
-    /// A target trusting the CA in `ca` (PEM), verifying `server_name`.
+    /// An HTTPS server trusting the CA in `ca` (PEM), verifying `server_name`.
     pub fn new(address: SocketAddr, server_name: &str, ca: &Path) -> Result<Self, Error> {
         Self::with_identity(address, server_name, ca, None)
     }
@@ -71,42 +87,72 @@ impl Target {
             )?,
         };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self {
+        Ok(Self::Tls(TlsTarget {
             address,
             server_name: ServerName::try_from(server_name.to_owned())?,
             tls: Arc::new(tls),
-        })
+        }))
+    }
+
+    /// Connects (and completes the TLS handshake); the stream and the
+    /// certificate the server presented (DER; empty over a unix socket).
+    pub async fn connect(&self) -> Result<(Box<dyn Stream>, Vec<u8>), Error> {
+        match self {
+            Target::Unix(path) => Ok((Box::new(UnixStream::connect(path).await?), Vec::new())),
+            Target::Tls(target) => {
+                let tcp = TcpStream::connect(target.address).await?;
+                tcp.set_nodelay(true)?;
+                let tls = TlsConnector::from(target.tls.clone())
+                    .connect(target.server_name.clone(), tcp)
+                    .await?;
+                let peer_certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|certificate| certificate.to_vec())
+                    .unwrap_or_default();
+                Ok((Box::new(tls), peer_certificate))
+            }
+        }
     }
 }
 
-/// One keep-alive HTTPS connection.
+/// One keep-alive connection.
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
-    /// The certificate the server presented, DER.
+    /// The certificate the server presented, DER (empty over a unix socket).
     pub peer_certificate: Vec<u8>,
 }
 
 impl Connection {
-    /// Connects and completes the TLS handshake.
+    /// Connects and completes the TLS handshake, if any.
     pub async fn open(target: &Target) -> Result<Self, Error> {
-        let tcp = TcpStream::connect(target.address).await?;
-        tcp.set_nodelay(true)?;
-        let tls = TlsConnector::from(target.tls.clone())
-            .connect(target.server_name.clone(), tcp)
-            .await?;
-        let peer_certificate = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|certificate| certificate.to_vec())
-            .unwrap_or_default();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (stream, peer_certificate) = target.connect().await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         Ok(Self {
             sender,
             peer_certificate,
         })
+    }
+
+    /// Sends a request and returns the answer's head and body, unread.
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        self.sender.ready().await?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "portcullis")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        Ok(self.sender.send_request(request).await?)
     }
 
     /// Sends a request and reads the whole answer.
@@ -116,14 +162,7 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> Result<(u16, Bytes), Error> {
-        self.sender.ready().await?;
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, "portcullis")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
+        let response = self.request(method, path, body).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
@@ -133,6 +172,21 @@ impl Connection {
     pub async fn post(&mut self, path: &str, body: Bytes) -> Result<(u16, Bytes), Error> {
         self.send("POST", path, body).await
     }
+
+    /// Sends a GET and reads the answer as it streams, keeping only its
+    /// length: the status and the number of body bytes.
+    pub async fn drain(&mut self, path: &str) -> Result<(u16, u64), Error> {
+        let response = self.request("GET", path, Bytes::new()).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut length = 0;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                length += data.len() as u64;
+            }
+        }
+        Ok((status, length))
+    }
 }
 
 /// How to load the server.
@@ -140,10 +194,14 @@ impl Connection {
 pub struct Load {
     /// Where.
     pub target: Target,
+    /// Request method.
+    pub method: String,
     /// Request path, for example `/validate`.
     pub path: String,
     /// Request body.
     pub body: Bytes,
+    /// The status every answer should have; others count as errors.
+    pub status: u16,
     /// Concurrent connections.
     pub connections: usize,
     /// How long to send.
@@ -156,7 +214,7 @@ pub struct Load {
 /// What a load run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Requests answered with 200.
+    /// Requests answered with the expected status.
     pub ok: u64,
     /// Requests that failed or got another status.
     pub errors: u64,
@@ -219,8 +277,11 @@ pub async fn run(load: &Load) -> Result<Report, Error> {
                     if start >= end {
                         break;
                     }
-                    match connection.post(&load.path, load.body.clone()).await {
-                        Ok((200, _)) => {
+                    match connection
+                        .send(&load.method, &load.path, load.body.clone())
+                        .await
+                    {
+                        Ok((status, _)) if status == load.status => {
                             ok += 1;
                             let micros =
                                 u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);

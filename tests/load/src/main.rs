@@ -1,11 +1,15 @@
-//! `portcullis-load`: load the admission webhook and report throughput and
-//! latency.
+//! `portcullis-load`: load Portcullis's front doors and report throughput
+//! and latency.
 //!
 //! - `portcullis-load run --address 127.0.0.1:8443 --ca ca.crt --body review.json`
 //!   loads a running webhook;
 //! - `portcullis-load suite` starts `portcullis serve` itself with no policy,
 //!   with `pod-security`, and with five enforcing policies, loads each the
-//!   same way, and prints one table: the README's figures.
+//!   same way, and prints one table: the README's webhook figures;
+//! - `portcullis-load docker-suite` puts the Docker proxy beside the engine's
+//!   own socket: the README's proxy figures.
+
+mod docker;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,10 +25,7 @@ use portcullis_load::{Error, Load, Report, Target, run};
 const TYPICAL_POD: &str = include_str!("../../requests/typical-pod.json");
 
 #[derive(Parser)]
-#[command(
-    name = "portcullis-load",
-    about = "Load the Portcullis admission webhook"
-)]
+#[command(name = "portcullis-load", about = "Load Portcullis's front doors")]
 struct Cli {
     #[command(subcommand)]
     command: Action,
@@ -32,23 +33,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Action {
-    /// Load a running webhook.
+    /// Load a running server: the webhook over HTTPS (`--address`, `--ca`),
+    /// or the Docker proxy or engine over a unix socket (`--unix`).
     Run {
-        /// Server address.
-        #[arg(long)]
-        address: SocketAddr,
+        /// Server address (HTTPS).
+        #[arg(long, required_unless_present = "unix", requires = "ca")]
+        address: Option<SocketAddr>,
         /// Name to verify the server certificate against.
         #[arg(long, default_value = "127.0.0.1")]
         server_name: String,
         /// CA certificate (PEM).
         #[arg(long)]
-        ca: PathBuf,
-        /// AdmissionReview to post (default: a review of a typical 2.5 KB pod).
+        ca: Option<PathBuf>,
+        /// Unix socket (plain HTTP).
+        #[arg(long, conflicts_with = "address")]
+        unix: Option<PathBuf>,
+        /// Request method.
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Request body (default for POST: a review of a typical 2.5 KB pod;
+        /// for other methods: none).
         #[arg(long)]
         body: Option<PathBuf>,
-        /// Path to post to.
+        /// Request path.
         #[arg(long, default_value = "/validate")]
         path: String,
+        /// The status every answer should have.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
         #[command(flatten)]
         shape: Shape,
     },
@@ -62,6 +74,23 @@ enum Action {
         /// Total requests per second of the open-loop run.
         #[arg(long, default_value_t = 1000.0)]
         open_rate: f64,
+    },
+    /// Start `portcullis serve` with a Docker proxy and measure it against
+    /// the engine's own socket.
+    DockerSuite {
+        /// The portcullis binary (default: beside this one).
+        #[arg(long)]
+        portcullis: Option<PathBuf>,
+        /// The engine's socket (default: `$DOCKER_HOST` if it names a unix
+        /// socket, else /var/run/docker.sock).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// MiB of logs the streaming container writes.
+        #[arg(long, default_value_t = 1024)]
+        log_mib: u64,
     },
 }
 
@@ -107,18 +136,29 @@ async fn command(command: Action) -> Result<(), Error> {
             address,
             server_name,
             ca,
+            unix,
+            method,
             body,
             path,
+            status,
             shape,
         } => {
             let body = match body {
                 Some(file) => Bytes::from(std::fs::read(file)?),
-                None => typical_review(),
+                None if method == "POST" => typical_review(),
+                None => Bytes::new(),
+            };
+            let target = match (unix, address, ca) {
+                (Some(socket), _, _) => Target::Unix(socket),
+                (None, Some(address), Some(ca)) => Target::new(address, &server_name, &ca)?,
+                _ => return Err("give --unix, or --address and --ca".into()),
             };
             let load = Load {
-                target: Target::new(address, &server_name, &ca)?,
+                target,
+                method,
                 path,
                 body,
+                status,
                 connections: shape.connections,
                 duration: Duration::from_secs_f64(shape.seconds),
                 rate: shape.rate,
@@ -131,7 +171,38 @@ async fn command(command: Action) -> Result<(), Error> {
             portcullis,
             shape,
             open_rate,
-        } => suite(portcullis, &shape, open_rate).await,
+        } => suite(&portcullis_binary(portcullis)?, &shape, open_rate).await,
+        Action::DockerSuite {
+            portcullis,
+            engine,
+            seconds,
+            log_mib,
+        } => {
+            docker::Suite {
+                portcullis: portcullis_binary(portcullis)?,
+                engine: engine.unwrap_or_else(|| {
+                    std::env::var("DOCKER_HOST")
+                        .ok()
+                        .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+                        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+                }),
+                seconds,
+                log_bytes: log_mib << 20,
+            }
+            .run()
+            .await
+        }
+    }
+}
+
+/// The portcullis binary: as given, or beside this one.
+fn portcullis_binary(given: Option<PathBuf>) -> Result<PathBuf, Error> {
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .ok_or("cannot locate this program's directory")?
+            .join("portcullis")),
     }
 }
 
@@ -199,17 +270,10 @@ fn configurations() -> [(&'static str, String); 3] {
     ]
 }
 
-async fn suite(portcullis: Option<PathBuf>, shape: &Shape, open_rate: f64) -> Result<(), Error> {
-    let portcullis = match portcullis {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .ok_or("cannot locate this program's directory")?
-            .join("portcullis"),
-    };
+async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
     let certs = dir.path().join("certs");
-    let status = Command::new(&portcullis)
+    let status = Command::new(portcullis)
         .args(["certs", "--name", "127.0.0.1", "--out"])
         .arg(&certs)
         .stdout(Stdio::null())
@@ -236,12 +300,19 @@ async fn suite(portcullis: Option<PathBuf>, shape: &Shape, open_rate: f64) -> Re
                 certs.join("tls.key").display(),
             ),
         )?;
-        let mut server = Server::start(&portcullis, &config)?;
-        let target = Target::new(server.address, "127.0.0.1", &certs.join("ca.crt"))?;
+        let mut server = Server::start(portcullis, &config)?;
+        let address = server
+            .address
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("not the webhook: {}", server.address))?
+            .parse()?;
+        let target = Target::new(address, "127.0.0.1", &certs.join("ca.crt"))?;
         let load = |rate| Load {
             target: target.clone(),
+            method: "POST".into(),
             path: "/validate".into(),
             body: body.clone(),
+            status: 200,
             connections: shape.connections,
             duration: Duration::from_secs_f64(shape.seconds),
             rate,
@@ -272,7 +343,8 @@ async fn suite(portcullis: Option<PathBuf>, shape: &Shape, open_rate: f64) -> Re
 /// A `portcullis serve` process.
 struct Server {
     child: Child,
-    address: SocketAddr,
+    /// Where it listens first, as it says: `https://…` or `unix://…`.
+    address: String,
 }
 
 impl Server {
@@ -281,16 +353,21 @@ impl Server {
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
-            .spawn()?;
+            .spawn()
+            .map_err(|error| format!("cannot run {}: {error}", portcullis.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let address = line
             .trim()
-            .strip_prefix("listening on https://")
+            .strip_prefix("listening on ")
             .ok_or_else(|| format!("unexpected first line from portcullis serve: {line:?}"))?
-            .parse()?;
+            .to_owned();
         Ok(Self { child, address })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn stop(&mut self) {
