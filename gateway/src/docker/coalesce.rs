@@ -214,7 +214,7 @@ mod tests {
                 Poll::Pending,
                 data("d")
             ]),
-            ["ab", "c", "pending", "pending", "d", "end"]
+            ["ab", "c", "pending", "d", "end"]
         );
     }
 
