@@ -182,6 +182,21 @@ fn the_docker_cli_works_through_the_proxy() {
         "built\n"
     );
     let _ = engine(&["rmi", &tag]);
+    // A build whose steps would run in the host's network is judged as a
+    // container that would.
+    let output = proxy.docker(&[
+        "build",
+        "-q",
+        "--network",
+        "host",
+        &context.path().display().to_string(),
+    ]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("hostNamespaces ("),
+        "{}",
+        text(&output)
+    );
 
     // Every decision made it to the audit log as one JSON line.
     let audit = proxy.audit();

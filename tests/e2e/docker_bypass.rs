@@ -319,9 +319,37 @@ fn leaks_and_unknown_writes_are_refused() {
         ("POST", "/v1.41/plugins/pull?remote=x"),
         ("POST", "/v1.41/swarm/init"),
         ("POST", "/v1.41/frobnicate"),
+        // BuildKit's own API, whose builds travel inside a gRPC stream.
+        ("POST", "/v1.41/session"),
+        ("POST", "/grpc"),
     ] {
         let (status, _) = proxy.raw(format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
         assert_eq!(status, 403, "{method} {path}");
+    }
+    // A form body would give the engine parameters the proxy never saw in
+    // the query: refused wherever it goes.
+    for (path, body) in [
+        ("/v1.41/build", "networkmode=host"),
+        (
+            "/v1.41/images/create?fromImage=portcullis-test/busybox&tag=1",
+            "fromImage=elsewhere/evil",
+        ),
+        ("/v1.41/containers/anything/attach?stream=1", "stdin=1"),
+    ] {
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "Multipart/Form-Data; boundary=x",
+        ] {
+            let (status, answer) = proxy.raw(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            assert_eq!(status, 400, "{path} {content_type}: {answer}");
+            assert!(answer.contains("bodies are refused"), "{answer}");
+        }
     }
     // An unknown read goes through, and the engine answers it.
     let (status, _) = proxy

@@ -290,6 +290,53 @@ pub fn image_pull(reference: String, api_version: String) -> Request {
     pull
 }
 
+/// Builds the request for `POST /build` (the classic builder) from its
+/// query: the build's parameters as the object, and as the workload the
+/// container its `RUN` steps run in — the engine's default profiles, and
+/// the host's network or another container's with `--network`. The build
+/// context is not read; what the Dockerfile runs is the image's business.
+pub fn build(query: &[(String, String)], api_version: String) -> Request {
+    let parameter = |key: &str| {
+        query
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    };
+    let object: serde_json::Map<String, serde_json::Value> = query
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone().into()))
+        .collect();
+    let mut workload = Workload::default();
+    match parameter("networkmode") {
+        Some("host") => workload.host_network = true,
+        Some(mode) => {
+            if let Some(other) = mode.strip_prefix("container:") {
+                workload.borrowed.push(Borrowed {
+                    resource: BorrowedResource::Network,
+                    container: other.to_owned(),
+                });
+            }
+        }
+        None => {}
+    }
+    workload.containers.push(Container {
+        security_context: SecurityContext {
+            seccomp_profile: Some(SecurityProfile::RuntimeDefault),
+            app_armor_profile: Some(SecurityProfile::RuntimeDefault),
+            ..SecurityContext::default()
+        },
+        ..container("build")
+    });
+    request(
+        ("Build", "build", None),
+        Operation::Create,
+        api_version,
+        parameter("t").map(str::to_owned),
+        &serde_json::Value::Object(object).to_string(),
+        Some(workload),
+    )
+}
+
 /// A Docker request of `(kind, resource, sub-resource)`.
 fn request(
     (kind, resource, sub_resource): (&str, &str, Option<&str>),
@@ -1056,5 +1103,28 @@ mod tests {
             workload.containers[0].security_context.seccomp_profile,
             Some(SecurityProfile::Other(_))
         ));
+    }
+
+    #[test]
+    fn a_build_runs_its_steps_where_networkmode_says() {
+        let query = |mode: &str| {
+            vec![
+                ("t".to_owned(), "app:1".to_owned()),
+                ("networkmode".to_owned(), mode.to_owned()),
+            ]
+        };
+        let host = build(&query("host"), "1.41".into());
+        assert_eq!(host.kind.kind, "Build");
+        assert_eq!(host.name.as_deref(), Some("app:1"));
+        assert!(host.workload.as_ref().is_some_and(|w| w.host_network));
+        let borrowed = build(&query("container:db"), "1.41".into());
+        let workload = borrowed.workload.expect("a workload");
+        assert!(!workload.host_network);
+        assert_eq!(workload.borrowed[0].container, "db");
+        let bridge = build(&query("default"), "1.41".into());
+        let workload = bridge.workload.expect("a workload");
+        assert!(!workload.host_network && workload.borrowed.is_empty());
+        let object = bridge.object.unwrap_or_default();
+        assert!(object.contains(r#""networkmode":"default""#), "{object}");
     }
 }

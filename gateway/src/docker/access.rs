@@ -94,8 +94,9 @@ pub fn default_access(group: Group) -> Access {
         }
         // Reads that hand out container contents.
         Group::Archive | Group::Export | Group::AttachWs => Access::Deny,
-        // Ways to put an unverified image under a trusted name.
-        Group::ImageImport => Access::Deny,
+        // Ways to put an unverified image under a trusted name, and builds
+        // whose steps the gateway cannot see.
+        Group::ImageImport | Group::Buildkit => Access::Deny,
         // Plugins get whatever privileges they ask for; swarm management
         // reaches every node. Look, don't touch.
         Group::Plugins | Group::Swarm | Group::Distribution | Group::Unknown => Access::Read,

@@ -37,8 +37,13 @@ pub enum Group {
     /// Ways to put an image under a name without pulling it: `/images/load`,
     /// import (`/images/create?fromSrc=…`), `/images/{name}/tag`, `/commit`.
     ImageImport,
-    /// `/build`, `/build/prune`, `/session`, `/grpc` (BuildKit).
+    /// `/build` (the classic builder, judged by its parameters) and
+    /// `/build/prune`.
     Build,
+    /// `/session` and `/grpc`: BuildKit's own API, whose build requests
+    /// (and entitlements such as `network.host`) travel inside a gRPC stream
+    /// the proxy cannot judge.
+    Buildkit,
     /// `/volumes/…`.
     Volumes,
     /// `/networks/…`.
@@ -72,6 +77,7 @@ impl Group {
             Group::Images => "images",
             Group::ImageImport => "image-import",
             Group::Build => "build",
+            Group::Buildkit => "buildkit",
             Group::Volumes => "volumes",
             Group::Networks => "networks",
             Group::Swarm => "swarm",
@@ -111,6 +117,9 @@ pub enum Inspect {
     },
     /// `POST /volumes/create`.
     VolumeCreate,
+    /// `POST /build`: judged by its query; the body, the build context,
+    /// streams on unread.
+    Build,
 }
 
 /// What the proxy knows about one request.
@@ -178,7 +187,9 @@ pub fn classify(method: &Method, path: &CanonicalPath, import: bool) -> Route {
         ["images", ..] => route(Group::Images, Inspect::Nothing),
         ["distribution", ..] => route(Group::Distribution, Inspect::Nothing),
 
-        ["build" | "session" | "grpc", ..] => route(Group::Build, Inspect::Nothing),
+        ["build"] if post => route(Group::Build, Inspect::Build),
+        ["build", ..] => route(Group::Build, Inspect::Nothing),
+        ["session" | "grpc", ..] => route(Group::Buildkit, Inspect::Nothing),
         ["volumes", "create"] if post => route(Group::Volumes, Inspect::VolumeCreate),
         ["volumes", ..] => route(Group::Volumes, Inspect::Nothing),
         ["networks", ..] => route(Group::Networks, Inspect::Nothing),
@@ -277,7 +288,9 @@ mod tests {
                 Group::Images,
             ),
             (Method::POST, "/build", Group::Build),
-            (Method::POST, "/session", Group::Build),
+            (Method::POST, "/build/prune", Group::Build),
+            (Method::POST, "/session", Group::Buildkit),
+            (Method::POST, "/grpc", Group::Buildkit),
             (Method::POST, "/plugins/pull", Group::Plugins),
             (Method::POST, "/swarm/init", Group::Swarm),
             (Method::POST, "/nodes/n1/update", Group::Swarm),

@@ -561,15 +561,25 @@ impl Session {
                 "a request with both Content-Length and Transfer-Encoding is ambiguous".into(),
             ));
         }
-        if route.inspect == Inspect::Nothing {
-            return Ok(query);
-        }
-
-        // An inspected request, to be read whole as the engine will.
         let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
+        // The engine reads a form body's fields as query parameters (Go's
+        // `ParseForm`), over those in the URL; the docker CLI never sends one.
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            || media_type.eq_ignore_ascii_case("multipart/form-data")
+        {
+            return Err(bad(format!(
+                "portcullis: `{media_type}` bodies are refused: the engine would read parameters from them"
+            )));
+        }
+        if matches!(route.inspect, Inspect::Nothing | Inspect::Build) {
+            return Ok(query);
+        }
+
+        // An inspected request, to be read whole as the engine will.
         if !content_type.is_empty()
             && !content_type.starts_with("application/json")
             && !content_type.starts_with("text/plain")
@@ -597,17 +607,34 @@ impl Session {
                 return Err(refusal);
             }
         };
-        if route.inspect == Inspect::Nothing {
-            return Ok((body.map_err(BoxError::from).boxed(), None));
-        }
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
         let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
-        let identity = &self.client.identity;
+        let version = canonical.version_string();
+        match route.inspect {
+            Inspect::Nothing => return Ok((body.map_err(BoxError::from).boxed(), None)),
+            // Judged by its parameters; the context streams on.
+            Inspect::Build => {
+                let judged = match self.judge(admission::docker::build(&query, version)).await {
+                    Ok(decision) if decision.patch.is_some() => Err(forbidden(
+                        "portcullis: the policies would change this build, and a build's parameters cannot be patched".into(),
+                    )),
+                    judged => judged,
+                };
+                return match judged {
+                    Ok(decision) => Ok((body.map_err(BoxError::from).boxed(), Some(decision))),
+                    Err(refusal) => {
+                        // Let the client finish sending its context.
+                        discard(body, BUILD_CONTEXT_DRAIN).await;
+                        Err(refusal)
+                    }
+                };
+            }
+            _ => {}
+        }
         let bytes = self.read_body(body).await?;
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("the body is not UTF-8".into()))?;
-        let version = canonical.version_string();
         let admission = match &route.inspect {
-            Inspect::Nothing => return Ok((full(bytes), None)),
+            Inspect::Nothing | Inspect::Build => return Ok((full(bytes), None)),
             Inspect::ContainerStart => {
                 return match text.trim() {
                     "" | "{}" | "null" => Ok((full(bytes), None)),
@@ -644,11 +671,34 @@ impl Session {
                 ))
             }
         };
-        let mut admission = admission.map_err(|error: NormalizeError| {
+        let admission = admission.map_err(|error: NormalizeError| {
             bad(format!("portcullis cannot read the request: {error}"))
         })?;
+        let decision = self.judge(admission).await?;
+        // What is forwarded is what was judged: the bytes read, or the
+        // object with the policies' patch applied.
+        let forwarded = match &decision.patch {
+            None => bytes,
+            Some(patch) => {
+                let mut object: serde_json::Value =
+                    serde_json::from_str(text).map_err(|error| bad(error.to_string()))?;
+                json_patch::patch(&mut object, &patch.0).map_err(|error| {
+                    Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("portcullis: cannot apply the policies' patch: {error}"),
+                    )
+                })?;
+                Bytes::from(object.to_string())
+            }
+        };
+        Ok((full(forwarded), Some(decision)))
+    }
+
+    /// Step 4: the pipeline's decision on a request from this client, or
+    /// the refusal it makes.
+    async fn judge(&self, mut admission: Request) -> Result<Decision, Refusal> {
         admission.uid = request_uid();
-        admission.user = identity.clone();
+        admission.user = self.client.identity.clone();
         self.enrich(&mut admission).await;
 
         let pipeline = self.proxy.pipeline.clone();
@@ -669,23 +719,7 @@ impl Session {
                 decision: Some(Box::new(decision)),
             });
         }
-        // What is forwarded is what was judged: the bytes read, or the
-        // object with the policies' patch applied.
-        let forwarded = match &decision.patch {
-            None => bytes,
-            Some(patch) => {
-                let mut object: serde_json::Value =
-                    serde_json::from_str(text).map_err(|error| bad(error.to_string()))?;
-                json_patch::patch(&mut object, &patch.0).map_err(|error| {
-                    Refusal::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("portcullis: cannot apply the policies' patch: {error}"),
-                    )
-                })?;
-                Bytes::from(object.to_string())
-            }
-        };
-        Ok((full(forwarded), Some(decision)))
+        Ok(decision)
     }
 
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Refusal> {
@@ -916,6 +950,10 @@ impl Session {
         refusal(status, &message)
     }
 }
+
+/// How much of a refused build's context is read, so the client gets the
+/// refusal rather than a closed connection.
+const BUILD_CONTEXT_DRAIN: u64 = 256 << 20;
 
 /// Reads and drops what a refused request still sends (up to `limit`
 /// bytes, for a few seconds), so that the client can finish writing it and
