@@ -402,18 +402,8 @@ pub fn normalize(body: &str, name: Option<&str>) -> Result<Workload, NormalizeEr
         ..Workload::default()
     };
     let mut container = Container {
-        name: name
-            .filter(|name| !name.is_empty())
-            .unwrap_or(UNNAMED)
-            .to_owned(),
-        kind: ContainerKind::Regular,
-        index: 0,
         image: root.string("Image", "")?.unwrap_or_default().to_owned(),
-        security_context: SecurityContext::default(),
-        ports: Vec::new(),
-        volume_mounts: Vec::new(),
-        devices: Vec::new(),
-        handler_hosts: Vec::new(),
+        ..container(name.filter(|name| !name.is_empty()).unwrap_or(UNNAMED))
     };
     // Anonymous volumes declared at the top level (`VOLUME` in the API).
     if let Some(volumes) = root.object("Volumes", "")? {

@@ -5,17 +5,23 @@
 //!    400): every later step must see what the engine will route;
 //! 2. the endpoint is classified and the access rules consulted for this
 //!    client: most requests are decided here, cheaply;
-//! 3. framing is checked (Content-Length together with Transfer-Encoding
-//!    is refused): the request must mean one thing;
+//! 3. framing and media type are checked (Content-Length together with
+//!    Transfer-Encoding, and form bodies, whose fields the engine would read
+//!    as parameters, are refused): the request must mean one thing;
 //! 4. an endpoint that creates or changes a workload has its query read
 //!    strictly and its body read whole (up to the cap, whatever the
 //!    framing), normalized, enriched from the engine (borrowed containers,
 //!    an exec's user, host paths through symlinks) and judged by the
 //!    pipeline; the exact bytes judged, or the patched object, are what is
-//!    forwarded, with a Content-Length;
-//! 5. everything else streams to the engine and back without buffering;
+//!    forwarded, with a Content-Length (a build is judged by its query, and
+//!    its context streams on);
+//! 5. everything else streams to the engine and back without buffering
+//!    (chunks that arrive together leave together, see [`super::coalesce`]);
 //!    attach and exec start become a raw tunnel once the engine has
 //!    answered 101, each direction closing on its own.
+//!
+//! A refusal made before the body was read still reads (and drops) what
+//! the client sends, so that it gets the answer rather than a broken pipe.
 //!
 //! Denials are 403 with `{"message": …}`, which the docker CLI prints as
 //! `Error response from daemon: …`.
@@ -156,7 +162,7 @@ impl Proxy {
 }
 
 /// A bound listener.
-pub enum Listener {
+enum Listener {
     /// A unix socket; peers are identified by their credentials.
     Unix(UnixListener),
     /// TCP with mutual TLS; peers are identified by their certificates.
@@ -165,7 +171,7 @@ pub enum Listener {
 
 impl Listener {
     /// Where it listens, as `unix:///path` or `tcp://address`.
-    pub fn address(&self) -> String {
+    fn address(&self) -> String {
         match self {
             Listener::Unix(listener) => listener
                 .local_addr()
@@ -185,7 +191,7 @@ impl Listener {
 
 /// Binds a unix socket with the configured mode and group, replacing a
 /// stale socket left by an earlier run (never any other kind of file).
-pub fn bind_unix(path: &Path, socket: &SocketConfig) -> Result<UnixListener, BoxError> {
+fn bind_unix(path: &Path, socket: &SocketConfig) -> Result<UnixListener, BoxError> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !metadata.file_type().is_socket() {
@@ -221,7 +227,7 @@ fn group_id(group: &str) -> Option<u32> {
 }
 
 /// Binds every configured listener.
-pub async fn bind(
+async fn bind(
     config: &DockerConfig,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Vec<Listener>, BoxError> {
@@ -292,7 +298,7 @@ pub async fn start(
 /// Serves every listener until `shutdown` completes, then lets requests
 /// in flight finish (streams that never end, such as `docker events`, are
 /// cut after [`DRAIN_TIMEOUT`]).
-pub async fn serve(
+async fn serve(
     proxy: Arc<Proxy>,
     listeners: Vec<Listener>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -359,7 +365,7 @@ pub async fn serve(
 }
 
 /// How long requests in flight may take to finish at shutdown.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A client's byte stream, whichever listener it came through.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
