@@ -47,7 +47,21 @@ fn unix_clients_are_known_by_their_uid() {
     let someone_else = format!("uid:{}", my_uid() + 4242);
     // Only I may exec; a policy for me forbids privileged exec, and one for
     // someone else forbids exec as root.
-    let proxy = Proxy::start(
+    // Another user must be able to reach the socket: the target directory
+    // may sit in a home only root can enter, the system's temporary
+    // directory never does.
+    let shared = || {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-")
+            .tempdir()
+            .expect("create a directory in the system's temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("open the directory to other users");
+        dir
+    };
+    let proxy = Proxy::in_dir(
+        shared(),
+        &engine_socket(),
         &format!(
             "  socket: {{mode: \"0666\"}}\n  access: {{exec: {{default: deny, clients: {{\"{me}\": write}}}}}}\n"
         ),
@@ -82,9 +96,7 @@ fn unix_clients_are_known_by_their_uid() {
 
     // Someone else, when this test may become someone else.
     if my_uid() == 0 {
-        std::fs::set_permissions(proxy.dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("open the directory to other users");
-        let home = scratch();
+        let home = shared();
         std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777))
             .expect("a home for the other user");
         let as_someone_else = |args: &[&str]| {

@@ -105,7 +105,16 @@ impl Proxy {
 
     /// The same, in front of `upstream`.
     pub(crate) fn with_upstream(upstream: &Path, docker: &str, policies: &str) -> Self {
-        let dir = scratch();
+        Self::in_dir(scratch(), upstream, docker, policies)
+    }
+
+    /// The same, with its socket, configuration and audit log in `dir`.
+    pub(crate) fn in_dir(
+        dir: tempfile::TempDir,
+        upstream: &Path,
+        docker: &str,
+        policies: &str,
+    ) -> Self {
         let socket = dir.path().join("docker.sock");
         let config = dir.path().join("portcullis.yaml");
         std::fs::write(

@@ -7,14 +7,17 @@
 //! cost the proxy a write to the client — most of its time on a log stream.
 //! [`Coalesce`] joins the chunks that keep coming, up to [`LIMIT`] bytes.
 //!
-//! It never waits on the engine. The proxy runs a client's connection and
-//! its engine connection in one task, the client's side first, and counts
-//! the engine side's turns in [`ENGINE_TURNS`]. When [`Coalesce`] holds
-//! something and the next chunk is not there yet, it waits for the engine
-//! side's next turn — within the same pass of the task — and if that brings
-//! nothing, what is held goes out. A line of `docker events` is held for one
-//! pass of its task, no longer. Outside such a task, what is held goes out
-//! whenever the next chunk is not ready.
+//! The proxy runs a client's connection and its engine connection in one
+//! task, the client's side first, and counts the engine side's turns in
+//! [`ENGINE_TURNS`]. When [`Coalesce`] holds something and the next chunk
+//! is not there yet, it waits for the engine side's next turn — within the
+//! same pass of the task — and if that brings nothing, it holds what it has
+//! for at most [`HOLD`] more, since a stream that is flowing has more on
+//! the way; the end of the body, or [`LIMIT`] bytes, send it at once. A
+//! line of `docker events` is late by a millisecond at most; a log read at
+//! full speed goes out in large writes, which costs the proxy and its
+//! client far less than one write a line. Outside such a task, what is held
+//! goes out whenever the next chunk is not ready.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -25,6 +28,9 @@ use hyper::body::{Body, Frame, SizeHint};
 
 /// Most bytes joined into one piece.
 pub const LIMIT: usize = 64 << 10;
+
+/// How long data is held for more once the engine has nothing further.
+pub const HOLD: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Most frames joined in one poll (empty frames would never fill a piece).
 const MAX_FRAMES: usize = 1024;
@@ -51,6 +57,8 @@ pub struct Coalesce<B: Body> {
     /// Data is held and the engine side has not had its turn since the
     /// inner body was found empty at this count of turns.
     waiting_since: Option<u64>,
+    /// When what is held goes out if nothing more comes.
+    flush: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B: Body> Coalesce<B> {
@@ -62,11 +70,13 @@ impl<B: Body> Coalesce<B> {
             held: None,
             ended: false,
             waiting_since: None,
+            flush: None,
         }
     }
 
     fn take(&mut self) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.waiting_since = None;
+        self.flush = None;
         Poll::Ready(Some(Ok(Frame::data(self.buffer.split().freeze()))))
     }
 }
@@ -97,15 +107,24 @@ where
             let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
                 Poll::Pending => match (this.waiting_since, engine_turns()) {
-                    // The engine side has had a turn and brought nothing.
-                    (Some(since), Some(now)) if now != since => return this.take(),
+                    (_, None) => return this.take(),
+                    // The engine side has had a turn and brought nothing:
+                    // hold what is here a moment for more, no longer.
+                    (Some(since), Some(now)) if now != since => {
+                        let flush = this
+                            .flush
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(HOLD)));
+                        if flush.as_mut().poll(cx).is_ready() {
+                            return this.take();
+                        }
+                        return Poll::Pending;
+                    }
                     (_, Some(now)) => {
                         // Look again after its next turn.
                         this.waiting_since.get_or_insert(now);
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
-                    (_, None) => return this.take(),
                 },
                 Poll::Ready(frame) => frame,
             };
@@ -185,21 +204,16 @@ mod tests {
         }
     }
 
-    /// Everything the body hands on, polled until it ends; with `session`,
-    /// the engine side has a turn after each poll.
+    /// Everything the body hands on outside a session, polled until it
+    /// ends.
     fn polls(script: Vec<Step>) -> Vec<String> {
         let mut body = Coalesce::new(Script(script.into()));
         let mut seen = Vec::new();
         while seen.last().is_none_or(|last| last != "end") {
             seen.push(poll(&mut body));
-            let _ = ENGINE_TURNS.try_with(|turns| turns.set(turns.get() + 1));
         }
         assert!(body.is_end_stream());
         seen
-    }
-
-    fn in_session<T>(run: impl FnOnce() -> T) -> T {
-        ENGINE_TURNS.sync_scope(Cell::new(0), run)
     }
 
     #[test]
@@ -218,33 +232,68 @@ mod tests {
         );
     }
 
-    #[test]
-    fn in_a_session_chunks_are_joined_until_the_engine_side_brings_none() {
-        let seen = in_session(|| {
-            polls(vec![
-                data("a"),
-                Poll::Pending,
-                data("b"),
-                Poll::Pending,
-                Poll::Pending,
-                Poll::Pending,
-                data("c"),
-            ])
-        });
-        assert_eq!(seen, ["pending", "pending", "ab", "pending", "c", "end"]);
+    /// Polls once, then gives the engine side its turn, as a session does.
+    fn step(body: &mut Coalesce<Script>) -> String {
+        let seen = poll(body);
+        ENGINE_TURNS.with(|turns| turns.set(turns.get() + 1));
+        seen
     }
 
-    #[test]
-    fn held_data_waits_for_the_engine_side_turn_however_often_it_is_polled() {
-        in_session(|| {
-            let mut body = Coalesce::new(Script(
-                vec![data("a"), Poll::Pending, Poll::Pending, Poll::Pending].into(),
-            ));
-            assert_eq!(poll(&mut body), "pending");
-            assert_eq!(poll(&mut body), "pending", "no turn yet");
-            ENGINE_TURNS.with(|turns| turns.set(turns.get() + 1));
-            assert_eq!(poll(&mut body), "a");
-        });
+    #[tokio::test(start_paused = true)]
+    async fn in_a_session_chunks_are_joined_then_held_a_moment_for_more() {
+        ENGINE_TURNS
+            .scope(Cell::new(0), async {
+                let mut body = Coalesce::new(Script(
+                    vec![
+                        data("a"),
+                        Poll::Pending,
+                        data("b"),
+                        Poll::Pending,
+                        Poll::Pending,
+                        data("c"),
+                        Poll::Pending,
+                        Poll::Pending,
+                        Poll::Pending,
+                        data("d"),
+                    ]
+                    .into(),
+                ));
+                assert_eq!(step(&mut body), "pending", "a, then the engine's turn");
+                assert_eq!(step(&mut body), "pending", "b, then the engine's turn");
+                assert_eq!(step(&mut body), "pending", "nothing came: held");
+                tokio::time::advance(HOLD / 2).await;
+                assert_eq!(step(&mut body), "pending", "c joins");
+                assert_eq!(step(&mut body), "pending", "still held");
+                tokio::time::advance(HOLD / 2).await;
+                assert_eq!(step(&mut body), "abc", "held no longer than HOLD");
+                assert_eq!(step(&mut body), "d", "the end sends what is held");
+                assert_eq!(step(&mut body), "end");
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_data_waits_for_the_engine_side_turn_however_often_it_is_polled() {
+        ENGINE_TURNS
+            .scope(Cell::new(0), async {
+                let mut body = Coalesce::new(Script(
+                    vec![
+                        data("a"),
+                        Poll::Pending,
+                        Poll::Pending,
+                        Poll::Pending,
+                        Poll::Pending,
+                    ]
+                    .into(),
+                ));
+                assert_eq!(poll(&mut body), "pending");
+                assert_eq!(poll(&mut body), "pending", "no turn yet");
+                assert_eq!(step(&mut body), "pending");
+                assert_eq!(step(&mut body), "pending", "held");
+                tokio::time::advance(HOLD).await;
+                assert_eq!(step(&mut body), "a");
+            })
+            .await;
     }
 
     #[test]
