@@ -16,6 +16,7 @@ use crate::admission::{Operation, Origin};
 use crate::docker::access::AccessRule;
 use crate::docker::route::Group;
 use crate::policy::{self, builtin};
+use crate::verify::settings::ImagesConfig;
 
 /// The configuration used when none is given: `pod-security` at
 /// `baseline`, enforcing.
@@ -50,6 +51,9 @@ pub struct Config {
     /// The Docker socket proxy (`portcullis serve`).
     #[serde(default)]
     pub docker: Option<DockerConfig>,
+    /// Image signature verification. Unset: images are not verified.
+    #[serde(default)]
+    pub images: Option<ImagesConfig>,
 }
 
 /// The Docker socket proxy.
@@ -503,6 +507,9 @@ impl Config {
                 *file = base.join(&*file);
             }
         }
+        if let Some(images) = &mut config.images {
+            images.resolve_paths(base);
+        }
         if let Some(kubernetes) = &mut config.kubernetes {
             let tls = &mut kubernetes.tls;
             for file in [
@@ -545,6 +552,9 @@ impl Config {
 
     /// Checks what the types alone cannot.
     fn check(&self) -> Result<(), (String, String)> {
+        if let Some(images) = &self.images {
+            images.check()?;
+        }
         if let Some(docker) = &self.docker {
             let tcp = docker
                 .listen
@@ -707,7 +717,9 @@ fn default_client_timeout() -> Duration {
 }
 
 /// Reads a duration written as a number and a unit: `500ms`, `2s`, `1m`.
-fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).ok_or_else(|| {
         D::Error::custom(format!(

@@ -4,6 +4,7 @@
 //! - [`admission`], the decision core: request model, workload
 //!   normalization, the policy pipeline;
 //! - [`policy`], the wasmtime host that runs policies;
+//! - [`verify`], image signature verification;
 //! - [`config`], the configuration file;
 //! - [`kubernetes`], the Kubernetes front door: the admission webhook;
 //! - [`docker`], the Docker front door: the socket proxy;
@@ -19,6 +20,7 @@ pub mod kubernetes;
 pub mod policy;
 pub mod telemetry;
 pub mod tls;
+pub mod verify;
 
 /// An error and its causes, `: `-separated, for logs and messages.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -1,7 +1,9 @@
 //! End-to-end tests: the `portcullis` binary, real WebAssembly policies
-//! built from source, the upstream Pod Security conformance fixtures.
+//! built from source, the upstream Pod Security conformance fixtures, a
+//! real OCI registry for image verification.
 
 mod docker_support;
+mod registry_support;
 mod support;
 mod webhook_support;
 
@@ -13,5 +15,7 @@ mod docker_bypass;
 mod docker_clients;
 mod eval;
 mod hostile;
+mod image_admission;
 mod malformed;
+mod verify;
 mod webhook;

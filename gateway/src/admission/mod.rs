@@ -17,11 +17,12 @@ mod matcher;
 mod pipeline;
 
 pub use crate::policy::bindings::types::{
-    Borrowed, BorrowedResource, Capabilities, Container, ContainerKind, Device, GroupVersionKind,
-    HandlerHost, Image, Operation, Origin, PodSecurityContext, Port, Request, SeLinuxOptions,
-    SecurityContext, SecurityProfile, Sysctl, UserInfo, Verification, Volume, VolumeMount,
-    Workload,
+    Attestation, Borrowed, BorrowedResource, Capabilities, Container, ContainerKind, Device,
+    GroupVersionKind, HandlerHost, Image, Operation, Origin, PodSecurityContext, Port, Request,
+    SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl, UserInfo, Verification, Volume,
+    VolumeMount, Workload,
 };
+pub(crate) use pipeline::patched;
 pub use pipeline::{Decision, Effect, Outcome, Phase, Pipeline, PipelineError, PolicyOutcome};
 
 /// Why an object could not be read: the path of the offending field and
@@ -65,6 +66,15 @@ pub(crate) fn with_object(request: &Request, object: String) -> Result<Request, 
                 next.workload = Some(workload);
             }
         }
+    }
+    // Images the patch left alone keep their verification; a new one has
+    // none, and the front door verifies it before anything runs.
+    for image in &mut next.images {
+        image.verification = request
+            .images
+            .iter()
+            .find(|before| before.reference == image.reference)
+            .and_then(|before| before.verification.clone());
     }
     Ok(next)
 }

@@ -290,7 +290,7 @@ fn patch_to_apply<'o>(
 
 /// The request with `patch` applied to its object and the workload
 /// normalized again.
-fn patched(request: &Request, patch: &json_patch::Patch) -> Result<Request, String> {
+pub(crate) fn patched(request: &Request, patch: &json_patch::Patch) -> Result<Request, String> {
     let object = request
         .object
         .as_deref()

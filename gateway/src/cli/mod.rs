@@ -1,5 +1,5 @@
-//! The `portcullis` command line: `eval`, `check`, `serve`, `certs` and
-//! `manifests`.
+//! The `portcullis` command line: `eval`, `check`, `serve`, `verify`,
+//! `certs` and `manifests`.
 //!
 //! Exit status: 0 allowed (or done), 1 denied, 2 the configuration or an
 //! input could not be used.
@@ -22,6 +22,7 @@ use crate::kubernetes::{certs, manifests};
 use crate::policy::{Host, HostOptions, LoadError};
 use crate::telemetry::Metrics;
 use crate::tls;
+use crate::verify::Verifier;
 
 /// Exit status of a denial.
 const DENIED: u8 = 1;
@@ -69,6 +70,22 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Verify one image's signatures as the gateway would: resolve it to a
+    /// digest, find its signatures and attestations, and say which authority
+    /// vouched for it, or why none did.
+    ///
+    /// Exit status: 0 verified, 1 not, 2 the configuration or the reference
+    /// could not be used.
+    Verify {
+        /// Configuration file with an `images` section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The image reference, as a pod or `docker run` would name it.
+        image: String,
     },
     /// Write a CA and a serving certificate for the webhook's Service.
     Certs {
@@ -143,6 +160,11 @@ pub fn run(cli: Cli) -> ExitCode {
         } => eval(config.as_deref(), docker, output, &requests),
         Command::Check { config } => check(config.as_deref()),
         Command::Serve { config } => serve(&config),
+        Command::Verify {
+            config,
+            output,
+            image,
+        } => verify(&config, output, &image),
         Command::Certs {
             service,
             namespace,
@@ -255,6 +277,36 @@ fn eval(
     Ok(status)
 }
 
+fn verify(config: &Path, output: Output, image: &str) -> Result<u8, Error> {
+    let config = Config::from_file(config)?;
+    let images = config
+        .images
+        .as_ref()
+        .ok_or("the configuration has no `images` section: nothing to verify against")?;
+    oci_client::Reference::try_from(image)
+        .map_err(|error| format!("`{image}` is not an image reference: {error}"))?;
+    let verifier = Verifier::new(images)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let verdict = runtime.block_on(verifier.verify(image));
+    match output {
+        Output::Text => print!("{}", render::verdict(&verdict)),
+        Output::Json => println!("{}", serde_json::to_string(&verdict)?),
+    }
+    Ok(if verdict.verified { 0 } else { DENIED })
+}
+
+/// The image verifier of the configuration's `images` section, if any.
+fn verifier(config: &Config) -> Result<Option<Arc<Verifier>>, Error> {
+    Ok(config
+        .images
+        .as_ref()
+        .map(Verifier::new)
+        .transpose()?
+        .map(Arc::new))
+}
+
 fn serve(config: &Path) -> Result<u8, Error> {
     let (config, pipeline) = load(Some(config))?;
     if config.kubernetes.is_none() && config.docker.is_none() {
@@ -264,6 +316,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
         );
     }
     let pipeline = Arc::new(pipeline);
+    let verifier = verifier(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -285,6 +338,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
             let address = listener.local_addr()?;
             let server = Arc::new(Webhook::new(
                 pipeline.clone(),
+                verifier.clone(),
                 Arc::new(Metrics::default()),
                 webhook,
             ));
@@ -305,7 +359,11 @@ fn serve(config: &Path) -> Result<u8, Error> {
                 .as_ref()
                 .map(|tls| tls::server_config(tls, &[b"http/1.1"]))
                 .transpose()?;
-            let proxy = Arc::new(proxy::Proxy::new(pipeline.clone(), docker)?);
+            let proxy = Arc::new(proxy::Proxy::new(
+                pipeline.clone(),
+                verifier.clone(),
+                docker,
+            )?);
             let (addresses, stopped) = proxy::start(
                 proxy,
                 docker.clone(),

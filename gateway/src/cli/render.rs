@@ -134,3 +134,40 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
 fn micros(duration: Duration) -> String {
     format!("{} µs", duration.as_micros())
 }
+
+/// An image verdict for a person: the digest, the rule, who vouched for it
+/// or why nobody did, and what was found.
+pub(super) fn verdict(verdict: &crate::verify::ImageVerdict) -> String {
+    let mut out = String::new();
+    let headline = match (verdict.verified, verdict.allowed) {
+        (true, _) => "VERIFIED",
+        (false, true) => "NOT VERIFIED (admitted: no rule matches and the default is allow)",
+        (false, false) => "NOT VERIFIED",
+    };
+    let _ = writeln!(out, "{headline}");
+    let _ = writeln!(out, "  image:     {}", verdict.reference);
+    let field = |out: &mut String, name: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            let _ = writeln!(out, "  {name:<10} {value}");
+        }
+    };
+    field(&mut out, "digest:", &verdict.digest);
+    field(&mut out, "rule:", &verdict.rule);
+    field(&mut out, "authority:", &verdict.authority);
+    field(&mut out, "signer:", &verdict.signer);
+    field(&mut out, "why not:", &verdict.reason);
+    if let Some(pinned) = verdict.pinned() {
+        let _ = writeln!(out, "  pinned:    {pinned}");
+    }
+    for attestation in &verdict.attestations {
+        let _ = writeln!(
+            out,
+            "  attested:  {} (signed by {})",
+            attestation.predicate_type, attestation.signer
+        );
+    }
+    for found in &verdict.found {
+        let _ = writeln!(out, "  found:     {found}");
+    }
+    out
+}

@@ -49,13 +49,14 @@ use tokio_rustls::TlsAcceptor;
 use super::access::AccessRules;
 use super::coalesce::{Coalesce, ENGINE_TURNS};
 use super::path::{self, CanonicalPath};
-use super::route::{self, Inspect, Route};
+use super::route::{self, Group, Inspect, Route};
 use super::upstream::{Driver, Upstream};
 use crate::admission::{
     self, BorrowedResource, Decision, NormalizeError, Operation, Phase, Pipeline, Request, UserInfo,
 };
 use crate::config::{DockerConfig, Endpoint, SocketConfig};
 use crate::telemetry::audit::{Audit, Entry};
+use crate::verify::Verifier;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = BoxBody<Bytes, BoxError>;
@@ -77,6 +78,7 @@ const HOP_BY_HOP: &[&str] = &[
 /// The proxy's state, shared by every connection.
 pub struct Proxy {
     pipeline: Arc<Pipeline>,
+    verifier: Option<Arc<Verifier>>,
     upstream: Upstream,
     access: AccessRules,
     max_body: u64,
@@ -145,9 +147,14 @@ impl Client {
 
 impl Proxy {
     /// A proxy for the `docker` section of the configuration.
-    pub fn new(pipeline: Arc<Pipeline>, config: &DockerConfig) -> Result<Self, BoxError> {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        verifier: Option<Arc<Verifier>>,
+        config: &DockerConfig,
+    ) -> Result<Self, BoxError> {
         Ok(Self {
             pipeline,
+            verifier,
             upstream: Upstream::new(&config.upstream, config.upstream_tls.as_ref())?,
             access: AccessRules::new(config.access.clone()),
             max_body: config.max_body,
@@ -615,6 +622,20 @@ impl Session {
         };
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
         let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
+        // A name that only verified images may carry cannot be given to a
+        // local image (tag, commit, import): what runs under it is pinned
+        // anyway, and the attempt says what it is.
+        if let (Group::ImageImport, Some(verifier), Some(repo)) = (
+            route.group,
+            &self.proxy.verifier,
+            path::query_value(&query, "repo"),
+        ) && let Some(rule) = verifier.rule_for(repo)
+        {
+            discard(body, self.proxy.max_body).await;
+            return Err(forbidden(format!(
+                "portcullis: {repo} is governed by image rule `{rule}`: only verified images from its registry may carry that name, not a local tag, commit or import"
+            )));
+        }
         let version = canonical.version_string();
         match route.inspect {
             Inspect::Nothing => return Ok((body.map_err(BoxError::from).boxed(), None)),
@@ -707,16 +728,27 @@ impl Session {
         admission.user = self.client.identity.clone();
         self.enrich(&mut admission).await;
 
-        let pipeline = self.proxy.pipeline.clone();
-        let decision =
-            tokio::task::spawn_blocking(move || pipeline.decide(&admission, Phase::Mutating, None))
+        let decide = |admission: Request| {
+            let pipeline = self.proxy.pipeline.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    pipeline.decide(&admission, Phase::Mutating, None)
+                })
                 .await
                 .map_err(|_| {
                     Refusal::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "portcullis: the evaluation failed".into(),
                     )
-                })?;
+                })
+            }
+        };
+        // With verification, the images are verified first and the body
+        // forwarded is pinned to their digests (the decision's patch).
+        let decision = match &self.proxy.verifier {
+            Some(verifier) => verifier.admit(admission, true, None, decide).await?.0,
+            None => decide(admission).await?,
+        };
         if !decision.allowed {
             let message = decision.message.as_deref().unwrap_or("denied");
             return Err(Refusal {

@@ -11,12 +11,16 @@
 //!    configured cap and after the client timeout;
 //! 4. parsing and normalizing the review (a bad one is a 400, never a
 //!    decision);
-//! 5. the pipeline, off the async threads (evaluation is CPU work) and
+//! 5. image verification, when configured, within the same budget (see
+//!    [`crate::verify::admit`]): every image verified before the policies
+//!    see the request, the images of what would run checked after, and on
+//!    `/mutate` pinned to their digests;
+//! 6. the pipeline, off the async threads (evaluation is CPU work) and
 //!    within the review's time budget: every policy's deadline is clipped
 //!    to what is left, so the answer always comes before the API server
 //!    gives up; should the evaluation not even start in time, every policy
 //!    counts as having run out of time and its `on_error` decides;
-//! 6. the AdmissionReview response, and the metrics.
+//! 7. the AdmissionReview response, and the metrics.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,9 +41,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::review;
-use crate::admission::{Phase, Pipeline};
+use crate::admission::{Decision, Phase, Pipeline, Request};
 use crate::config::KubernetesConfig;
 use crate::telemetry::{Endpoint, Metrics};
+use crate::verify::Verifier;
 
 /// How long in-flight reviews may take to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +57,7 @@ type Response = hyper::Response<Full<Bytes>>;
 /// The webhook's state, shared by every connection.
 pub struct Webhook {
     pipeline: Arc<Pipeline>,
+    verifier: Option<Arc<Verifier>>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
     budget: Duration,
@@ -62,9 +68,15 @@ pub struct Webhook {
 impl Webhook {
     /// A webhook deciding with `pipeline` under the `kubernetes` section of
     /// the configuration.
-    pub fn new(pipeline: Arc<Pipeline>, metrics: Arc<Metrics>, config: &KubernetesConfig) -> Self {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        verifier: Option<Arc<Verifier>>,
+        metrics: Arc<Metrics>,
+        config: &KubernetesConfig,
+    ) -> Self {
         Self {
             pipeline,
+            verifier,
             metrics,
             ready: AtomicBool::new(false),
             budget: review_budget(config.timeout),
@@ -124,28 +136,51 @@ impl Webhook {
             Endpoint::mutate => Phase::Mutating,
         };
         let deadline = started + self.budget;
+        let evaluate = |request| async move {
+            Ok::<_, Infallible>(self.evaluate(request, phase, deadline).await)
+        };
+        let decided = match &self.verifier {
+            // Verification shares the review's budget; only the mutating
+            // endpoint may pin.
+            Some(verifier) => {
+                let pin = phase == Phase::Mutating;
+                verifier
+                    .admit(request.clone(), pin, Some(deadline), evaluate)
+                    .await
+            }
+            None => evaluate(request.clone())
+                .await
+                .map(|decision| (decision, Vec::new())),
+        };
+        let (decision, _) = match decided {
+            Ok(decided) => decided,
+            Err(never) => match never {},
+        };
+        self.metrics.record(endpoint, &decision, started.elapsed());
+        let answer = review::response(version, &request, &decision, endpoint == Endpoint::mutate);
+        json(StatusCode::OK, answer.to_string())
+    }
+
+    /// Runs the pipeline off the async threads, within the review's budget.
+    async fn evaluate(&self, request: Request, phase: Phase, deadline: Instant) -> Decision {
         let request = Arc::new(request);
         let evaluation = tokio::task::spawn_blocking({
             let pipeline = self.pipeline.clone();
             let request = request.clone();
             move || pipeline.decide(&request, phase, Some(deadline))
         });
-        let decision =
-            match tokio::time::timeout_at((deadline + SAFETY_MARGIN).into(), evaluation).await {
-                Ok(Ok(decision)) => decision,
-                // Queued past the budget (or the evaluation thread died): every
-                // policy is out of time, and its `on_error` decides.
-                _ => {
-                    tracing::warn!(
-                        uid = request.uid,
-                        "the review's time budget ran out before its evaluation finished"
-                    );
-                    self.pipeline.decide(&request, phase, Some(Instant::now()))
-                }
-            };
-        self.metrics.record(endpoint, &decision, started.elapsed());
-        let answer = review::response(version, &request, &decision, endpoint == Endpoint::mutate);
-        json(StatusCode::OK, answer.to_string())
+        match tokio::time::timeout_at((deadline + SAFETY_MARGIN).into(), evaluation).await {
+            Ok(Ok(decision)) => decision,
+            // Queued past the budget (or the evaluation thread died): every
+            // policy is out of time, and its `on_error` decides.
+            _ => {
+                tracing::warn!(
+                    uid = request.uid,
+                    "the review's time budget ran out before its evaluation finished"
+                );
+                self.pipeline.decide(&request, phase, Some(Instant::now()))
+            }
+        }
     }
 
     /// Reads a review's body within the size cap and time limit; an error

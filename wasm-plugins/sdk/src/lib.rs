@@ -79,7 +79,7 @@ pub mod bindings {
 /// The request and workload types of the `portcullis:policy` WIT package.
 pub mod types {
     pub use crate::bindings::portcullis::policy::types::{
-        Borrowed, BorrowedResource, Capabilities, Container, ContainerKind, Device,
+        Attestation, Borrowed, BorrowedResource, Capabilities, Container, ContainerKind, Device,
         GroupVersionKind, HandlerHost, Image, KeyValue, Operation, Origin, PodSecurityContext,
         Port, Request, SeLinuxOptions, SecurityContext, SecurityProfile, Sysctl, UserInfo,
         Verification, Volume, VolumeMount, Workload,

@@ -46,6 +46,9 @@ enum Behaviour {
     Resources,
     /// Report how many times this instance has evaluated a request.
     Count,
+    /// Deny unless every image carries a verified attestation whose
+    /// predicate has `expected` at the JSON Pointer `field`.
+    Attested,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -54,6 +57,10 @@ struct Settings {
     behaviour: Behaviour,
     /// Label key for `label`.
     label: Option<String>,
+    /// Predicate field (a JSON Pointer) for `attested`.
+    field: Option<String>,
+    /// The value `field` must have, for `attested`.
+    expected: Option<String>,
 }
 
 struct TestPolicy;
@@ -147,7 +154,42 @@ impl Policy for TestPolicy {
                 let count = EVALUATIONS.fetch_add(1, Ordering::Relaxed) + 1;
                 Verdict::allow().annotate("evaluations", count.to_string())
             }
+            Behaviour::Attested => attested(request, settings),
         }
+    }
+}
+
+/// Every image's attestations must say `expected` at `field`.
+fn attested(request: &Request, settings: &Settings) -> Verdict {
+    let field = settings.field.as_deref().unwrap_or_default();
+    let expected = settings.expected.as_deref().unwrap_or_default();
+    let failing: Vec<String> = request
+        .images
+        .iter()
+        .filter(|image| {
+            let attestations = image
+                .verification
+                .as_ref()
+                .map(|verification| verification.attestations.as_slice())
+                .unwrap_or_default();
+            !attestations.iter().any(|attestation| {
+                portcullis_policy_sdk::serde_json::from_str::<
+                    portcullis_policy_sdk::serde_json::Value,
+                >(&attestation.predicate)
+                .ok()
+                .and_then(|predicate| predicate.pointer(field).cloned())
+                .is_some_and(|value| value == expected)
+            })
+        })
+        .map(|image| image.reference.clone())
+        .collect();
+    if failing.is_empty() {
+        Verdict::allow()
+    } else {
+        Verdict::deny(format!(
+            "no attestation with {field} = {expected} for {}",
+            failing.join(", ")
+        ))
     }
 }
 

@@ -1,0 +1,267 @@
+//! Verification around a decision, the same for both front doors: the
+//! request's images are verified before any policy sees it (the verdicts go
+//! to the policies), and once the policies have had their say, the images of
+//! what would actually run — the object with the policies' patches — must be
+//! verified too, and are pinned to their verified digests with JSON Patch
+//! operations appended to the decision's patch.
+
+use std::future::Future;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use super::{ImageVerdict, Verifier};
+use crate::admission::{self, ContainerKind, Decision, Operation, Origin, Request};
+
+/// Whether `request` asks to run images that verification governs: a
+/// Kubernetes workload being created or changed, a Docker container or
+/// service being created or updated, or an image pull.
+pub fn governs(request: &Request) -> bool {
+    match request.origin {
+        Origin::Kubernetes => {
+            request.workload.is_some()
+                && matches!(request.operation, Operation::Create | Operation::Update)
+        }
+        Origin::Docker => matches!(
+            request.kind.kind.as_str(),
+            "Container" | "Service" | "Image"
+        ),
+    }
+}
+
+/// Where each container's image is written in the request's object, as
+/// JSON Pointers with the object's own spelling of the keys, and the image.
+pub fn image_fields(request: &Request) -> Vec<(String, String)> {
+    let Some(workload) = &request.workload else {
+        return Vec::new();
+    };
+    match request.origin {
+        Origin::Kubernetes => {
+            let template = workload.template_path.as_deref().unwrap_or_default();
+            workload
+                .containers
+                .iter()
+                .map(|container| {
+                    let list = match container.kind {
+                        ContainerKind::Init => "initContainers",
+                        ContainerKind::Regular => "containers",
+                        ContainerKind::Ephemeral => "ephemeralContainers",
+                    };
+                    (
+                        format!("{template}/spec/{list}/{}/image", container.index),
+                        container.image.clone(),
+                    )
+                })
+                .collect()
+        }
+        Origin::Docker => {
+            // The engine reads its JSON keys case-insensitively.
+            let path: &[&str] = match request.kind.kind.as_str() {
+                "Container" => &["Image"],
+                "Service" => &["TaskTemplate", "ContainerSpec", "Image"],
+                _ => return Vec::new(),
+            };
+            let object = request
+                .object
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok());
+            let mut pointer = String::new();
+            let mut at = object.as_ref();
+            for key in path {
+                let found = at
+                    .and_then(Value::as_object)
+                    .and_then(|map| map.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)));
+                let Some((name, value)) = found else {
+                    return Vec::new();
+                };
+                pointer.push('/');
+                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                at = Some(value);
+            }
+            match at.and_then(Value::as_str) {
+                Some(image) => vec![(pointer, image.to_owned())],
+                None => Vec::new(),
+            }
+        }
+    }
+}
+
+impl Verifier {
+    /// Verifies each image of `request` (each distinct reference once,
+    /// concurrently) and hands the verdicts to the policies through the
+    /// request.
+    pub async fn verify_request(&self, request: &mut Request) -> Vec<ImageVerdict> {
+        let references: Vec<String> = request
+            .images
+            .iter()
+            .map(|image| image.reference.clone())
+            .filter(|reference| !reference.is_empty())
+            .collect();
+        let verdicts = join_all(references.iter().map(|reference| self.verify(reference))).await;
+        for image in &mut request.images {
+            image.verification = verdicts
+                .iter()
+                .find(|verdict| verdict.reference == image.reference)
+                .map(ImageVerdict::to_wit);
+        }
+        verdicts
+    }
+
+    /// Decides `request` with `decide`, verification around it (see the
+    /// module notes). With `pin`, verified images are pinned in the
+    /// decision's patch. Verification stops at `deadline`, and what it has
+    /// not verified by then is refused.
+    pub async fn admit<F, Fut, E>(
+        &self,
+        mut request: Request,
+        pin: bool,
+        deadline: Option<Instant>,
+        decide: F,
+    ) -> Result<(Decision, Vec<ImageVerdict>), E>
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Result<Decision, E>>,
+    {
+        if !governs(&request) {
+            return decide(request).await.map(|decision| (decision, Vec::new()));
+        }
+        let mut verdicts = within(deadline, self.verify_request(&mut request))
+            .await
+            .unwrap_or_default();
+        let judged = request.clone();
+        let mut decision = decide(request).await?;
+
+        // What would run: the object as the policies left it.
+        let last = match decision.patch.as_ref().filter(|_| decision.allowed) {
+            Some(patch) => match admission::patched(&judged, patch) {
+                Ok(last) => last,
+                Err(reason) => {
+                    refuse(
+                        &mut decision,
+                        vec![format!("the policies' patch cannot be checked: {reason}")],
+                    );
+                    return Ok((decision, verdicts));
+                }
+            },
+            None => judged,
+        };
+        let fields = image_fields(&last);
+        let mut wanted: Vec<String> = last
+            .images
+            .iter()
+            .map(|image| image.reference.clone())
+            .collect();
+        wanted.extend(fields.iter().map(|(_, image)| image.clone()));
+        wanted.retain(|reference| !reference.is_empty());
+        wanted.sort();
+        wanted.dedup();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|reference| {
+                !verdicts
+                    .iter()
+                    .any(|verdict| &verdict.reference == *reference)
+            })
+            .collect();
+        if !missing.is_empty() {
+            let more = within(
+                deadline,
+                join_all(missing.iter().map(|reference| self.verify(reference))),
+            )
+            .await
+            .unwrap_or_default();
+            verdicts.extend(more);
+        }
+        let mut refusals = Vec::new();
+        for reference in &wanted {
+            match verdicts
+                .iter()
+                .find(|verdict| &verdict.reference == reference)
+            {
+                Some(verdict) if verdict.allowed => {}
+                Some(verdict) => refusals.push(format!(
+                    "image {reference}: {}",
+                    verdict.reason.as_deref().unwrap_or("not verified")
+                )),
+                None => refusals.push(format!(
+                    "image {reference}: verification did not finish in time"
+                )),
+            }
+        }
+        if !refusals.is_empty() {
+            refuse(&mut decision, refusals);
+            return Ok((decision, verdicts));
+        }
+        if pin && decision.allowed {
+            let operations: Vec<json_patch::PatchOperation> = fields
+                .iter()
+                .filter_map(|(pointer, image)| {
+                    let pinned = verdicts
+                        .iter()
+                        .find(|verdict| &verdict.reference == image)?
+                        .pinned()?;
+                    (pinned != *image).then(|| {
+                        serde_json::from_value(serde_json::json!(
+                            {"op": "replace", "path": pointer, "value": pinned}
+                        ))
+                        .expect("a replace operation is a patch operation")
+                    })
+                })
+                .collect();
+            if !operations.is_empty() {
+                decision
+                    .patch
+                    .get_or_insert_with(|| json_patch::Patch(Vec::new()))
+                    .0
+                    .extend(operations);
+            }
+        }
+        Ok((decision, verdicts))
+    }
+}
+
+/// `future`'s output, unless `deadline` comes first.
+async fn within<T>(deadline: Option<Instant>, future: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+/// Turns `decision` into a denial that lists `reasons` first.
+fn refuse(decision: &mut Decision, reasons: Vec<String>) {
+    let mut lines = reasons;
+    if !decision.allowed
+        && let Some(message) = decision.message.take()
+    {
+        lines.push(message);
+    }
+    decision.allowed = false;
+    decision.code = 403;
+    decision.patch = None;
+    decision.message = Some(lines.join("\n"));
+}
+
+impl ImageVerdict {
+    /// The verdict as policies see it.
+    pub fn to_wit(&self) -> admission::Verification {
+        admission::Verification {
+            digest: self.digest.clone().unwrap_or_default(),
+            verified: self.verified,
+            rule: self.rule.clone(),
+            authority: self.authority.clone(),
+            signer: self.signer.clone(),
+            message: self.reason.clone(),
+            attestations: self
+                .attestations
+                .iter()
+                .map(|attestation| admission::Attestation {
+                    predicate_type: attestation.predicate_type.clone(),
+                    predicate: attestation.predicate.to_string(),
+                    signer: attestation.signer.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,747 @@
+//! Cosign signatures and who may have made them.
+//!
+//! A signature is what cosign stores as one layer of the `sha256-<hex>.sig`
+//! manifest: a simple-signing payload naming the image digest, and in the
+//! layer's annotations the signature, optionally a certificate and its chain,
+//! and a transparency-log bundle. An attestation is a DSSE envelope of the
+//! `.att` manifest, signed the same ways. An [`Authority`] says whether it
+//! vouches for one of them, and if not, why: the signature's bytes are
+//! checked with sigstore's keys, a certificate against the trust root with
+//! rustls-webpki, and a log entry's signed timestamp against the log's key;
+//! the entry must also be about this very signature, which sigstore's own
+//! `.sig` path does not check.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use sigstore::cosign::bundle::Bundle;
+use sigstore::cosign::payload::SimpleSigning;
+use sigstore::crypto::{CosignVerificationKey, Signature as SignatureBytes};
+use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate};
+
+use super::registry::Layer;
+use super::settings::{AuthorityConfig, TrustRootConfig};
+
+/// The media type of a cosign signature layer.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The media type of an attestation layer.
+pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// Extended key usage of code signing, 1.3.6.1.5.5.7.3.3, DER content.
+const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+/// Fulcio's OIDC issuer extension (raw text), 1.3.6.1.4.1.57264.1.1.
+const ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
+/// Fulcio's OIDC issuer extension (a DER UTF8String), 1.3.6.1.4.1.57264.1.8.
+const ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
+
+/// Why a key, certificate or trust root from the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not hold what it should.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> LoadError {
+    LoadError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Certificate authorities and transparency logs.
+pub struct TrustRoot {
+    name: String,
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+    /// Log keys by log ID (the hex sha256 of the key's DER).
+    logs: BTreeMap<String, CosignVerificationKey>,
+}
+
+impl std::fmt::Debug for TrustRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustRoot")
+            .field("name", &self.name)
+            .field("anchors", &self.anchors.len())
+            .field("intermediates", &self.intermediates.len())
+            .field("logs", &self.logs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TrustRoot {
+    /// Reads the trust root's files.
+    pub fn load(name: &str, config: &TrustRootConfig) -> Result<Self, LoadError> {
+        let mut root = Self {
+            name: name.to_owned(),
+            anchors: Vec::new(),
+            intermediates: Vec::new(),
+            logs: BTreeMap::new(),
+        };
+        if let Some(path) = &config.trusted_root {
+            root.add_trusted_root(path)?;
+        }
+        for path in &config.ca {
+            for der in certificates(path)? {
+                root.add_anchor(path, der)?;
+            }
+        }
+        for path in &config.intermediates {
+            root.intermediates.extend(certificates(path)?);
+        }
+        for path in &config.rekor {
+            let text = read(path)?;
+            let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&text)
+                .map_err(|error| invalid(path, format!("not a PEM public key: {error}")))?;
+            root.add_log(path, der.as_ref())?;
+        }
+        Ok(root)
+    }
+
+    fn add_anchor(&mut self, path: &Path, der: CertificateDer<'static>) -> Result<(), LoadError> {
+        let anchor = webpki::anchor_from_trusted_cert(&der)
+            .map_err(|error| invalid(path, format!("not a usable CA certificate: {error}")))?
+            .to_owned();
+        self.anchors.push(anchor);
+        Ok(())
+    }
+
+    fn add_log(&mut self, path: &Path, der: &[u8]) -> Result<(), LoadError> {
+        let key = CosignVerificationKey::try_from_der(der)
+            .map_err(|error| invalid(path, format!("not a usable log key: {error}")))?;
+        self.logs.insert(hex(&Sha256::digest(der)), key);
+        Ok(())
+    }
+
+    /// A sigstore `trusted_root.json`: its certificate authorities' chains
+    /// (the last certificate of each is the root) and its logs' keys.
+    fn add_trusted_root(&mut self, path: &Path) -> Result<(), LoadError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct File {
+            #[serde(default)]
+            certificate_authorities: Vec<Authority>,
+            #[serde(default)]
+            tlogs: Vec<Log>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Authority {
+            cert_chain: Chain,
+        }
+        #[derive(Deserialize)]
+        struct Chain {
+            certificates: Vec<Raw>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Log {
+            public_key: Raw,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            raw_bytes: String,
+        }
+        let decode = |raw: &Raw| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&raw.raw_bytes)
+                .map_err(|_| invalid(path, "rawBytes is not base64"))
+        };
+        let file: File = serde_json::from_slice(&read(path)?)
+            .map_err(|error| invalid(path, format!("not a trusted_root.json: {error}")))?;
+        for authority in &file.certificate_authorities {
+            let chain = &authority.cert_chain.certificates;
+            let Some((root, rest)) = chain.split_last() else {
+                return Err(invalid(
+                    path,
+                    "a certificate authority without certificates",
+                ));
+            };
+            self.add_anchor(path, CertificateDer::from(decode(root)?))?;
+            for intermediate in rest {
+                self.intermediates
+                    .push(CertificateDer::from(decode(intermediate)?));
+            }
+        }
+        for log in &file.tlogs {
+            self.add_log(path, &decode(&log.public_key)?)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a bundle's signed entry timestamp against this root's logs,
+    /// and that the entry is about `envelope`.
+    fn entry(&self, envelope: &Envelope) -> Result<i64, String> {
+        let text = envelope
+            .bundle
+            .as_deref()
+            .ok_or("no transparency-log bundle")?;
+        let bundle: Bundle = serde_json::from_str(text)
+            .map_err(|error| format!("the transparency-log bundle is malformed: {error}"))?;
+        let key = self.logs.get(&bundle.payload.log_id).ok_or_else(|| {
+            format!(
+                "the transparency-log entry is from log {}, not one of trust root `{}`",
+                bundle.payload.log_id, self.name
+            )
+        })?;
+        let signed = serde_json_canonicalizer::to_vec(&bundle.payload)
+            .map_err(|error| format!("the log entry cannot be canonicalized: {error}"))?;
+        key.verify_signature(
+            SignatureBytes::Base64Encoded(bundle.signed_entry_timestamp.as_bytes()),
+            &signed,
+        )
+        .map_err(|_| "the transparency-log entry's signed timestamp does not verify".to_owned())?;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&bundle.payload.body)
+            .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .ok_or("the transparency-log entry's body is malformed")?;
+        envelope.bound_to(&body)?;
+        Ok(bundle.payload.integrated_time)
+    }
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    let text = read(path)?;
+    let certificates = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(path, format!("not PEM certificates: {error}")))?;
+    if certificates.is_empty() {
+        return Err(invalid(path, "no certificate in the file"));
+    }
+    Ok(certificates)
+}
+
+/// Something signed: a cosign signature or an attestation.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The bytes the signature covers.
+    signed: Vec<u8>,
+    /// The signature, base64 as cosign stores it.
+    signature: String,
+    certificate: Option<String>,
+    chain: Option<String>,
+    bundle: Option<String>,
+    /// What a log entry must say to be about this envelope.
+    binding: Binding,
+}
+
+#[derive(Debug, Clone)]
+enum Binding {
+    /// A `hashedrekord` entry: the hash of the signed bytes and the signature.
+    HashedRekord,
+    /// An `intoto` entry: the hash of the envelope's payload.
+    Intoto { payload_hash: String },
+}
+
+impl Envelope {
+    fn from_annotations(
+        signed: Vec<u8>,
+        signature: String,
+        annotations: &BTreeMap<String, String>,
+        binding: Binding,
+    ) -> Self {
+        Self {
+            signed,
+            signature,
+            certificate: annotations.get(CERTIFICATE_ANNOTATION).cloned(),
+            chain: annotations.get(CHAIN_ANNOTATION).cloned(),
+            bundle: annotations.get(BUNDLE_ANNOTATION).cloned(),
+            binding,
+        }
+    }
+
+    fn bound_to(&self, body: &serde_json::Value) -> Result<(), String> {
+        let kind = body["kind"].as_str().unwrap_or_default();
+        let spec = &body["spec"];
+        let ok = match (&self.binding, kind) {
+            (Binding::HashedRekord, "hashedrekord") => {
+                spec["data"]["hash"]["value"].as_str() == Some(&hex(&Sha256::digest(&self.signed)))
+                    && spec["signature"]["content"].as_str() == Some(self.signature.as_str())
+            }
+            (Binding::Intoto { payload_hash }, "intoto") => {
+                spec["content"]["payloadHash"]["value"].as_str() == Some(payload_hash.as_str())
+            }
+            _ => {
+                return Err(format!(
+                    "the transparency-log entry is a `{kind}` entry, not one for this signature"
+                ));
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("the transparency-log entry is about another signature".into())
+        }
+    }
+}
+
+/// A cosign signature layer, read.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// What was signed and how.
+    pub envelope: Envelope,
+    /// The digest the payload names.
+    pub digest: String,
+}
+
+/// Reads one layer of a `.sig` manifest as cosign wrote it; the error says
+/// why it is not a signature of `digest`.
+pub fn signature(layer: &Layer, digest: &str) -> Result<Signature, String> {
+    if layer.descriptor.media_type != SIMPLE_SIGNING {
+        return Err(format!(
+            "layer {} is a `{}`, not a signature",
+            layer.descriptor.digest, layer.descriptor.media_type
+        ));
+    }
+    let payload: SimpleSigning = serde_json::from_slice(&layer.data)
+        .map_err(|error| format!("the signed payload is malformed: {error}"))?;
+    let named = payload.critical.image.docker_manifest_digest;
+    if named != digest {
+        return Err(format!("the signature is for {named}, not {digest}"));
+    }
+    let annotations = layer.descriptor.annotations.clone().unwrap_or_default();
+    let signature = annotations
+        .get(SIGNATURE_ANNOTATION)
+        .cloned()
+        .ok_or("the layer has no signature annotation")?;
+    Ok(Signature {
+        envelope: Envelope::from_annotations(
+            layer.data.clone(),
+            signature,
+            &annotations,
+            Binding::HashedRekord,
+        ),
+        digest: named,
+    })
+}
+
+/// An in-toto statement from an attestation layer, its envelope verified
+/// by nobody yet.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The DSSE envelope's signature, over its pre-authentication encoding.
+    pub envelope: Envelope,
+    /// The statement's predicate type.
+    pub predicate_type: String,
+    /// The predicate.
+    pub predicate: serde_json::Value,
+}
+
+/// Reads one layer of an `.att` manifest: a DSSE envelope holding an
+/// in-toto statement about `digest`.
+pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Dsse {
+        payload_type: String,
+        payload: String,
+        signatures: Vec<DsseSignature>,
+    }
+    #[derive(Deserialize)]
+    struct DsseSignature {
+        sig: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InToto {
+        #[serde(default)]
+        subject: Vec<Subject>,
+        predicate_type: String,
+        #[serde(default)]
+        predicate: serde_json::Value,
+    }
+    #[derive(Deserialize)]
+    struct Subject {
+        #[serde(default)]
+        digest: BTreeMap<String, String>,
+    }
+    if layer.descriptor.media_type != DSSE {
+        return Err(format!(
+            "layer {} is a `{}`, not a DSSE envelope",
+            layer.descriptor.digest, layer.descriptor.media_type
+        ));
+    }
+    let dsse: Dsse = serde_json::from_slice(&layer.data)
+        .map_err(|error| format!("the DSSE envelope is malformed: {error}"))?;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&dsse.payload)
+        .map_err(|_| "the DSSE payload is not base64")?;
+    let statement: InToto = serde_json::from_slice(&payload)
+        .map_err(|error| format!("the in-toto statement is malformed: {error}"))?;
+    let hex_digest = digest.strip_prefix("sha256:").unwrap_or(digest);
+    if !statement
+        .subject
+        .iter()
+        .any(|subject| subject.digest.get("sha256").map(String::as_str) == Some(hex_digest))
+    {
+        return Err(format!("the attestation is not about {digest}"));
+    }
+    let [signature] = dsse.signatures.as_slice() else {
+        return Err(format!(
+            "the DSSE envelope has {} signatures; cosign writes one",
+            dsse.signatures.len()
+        ));
+    };
+    let mut signed = format!(
+        "DSSEv1 {} {} {} ",
+        dsse.payload_type.len(),
+        dsse.payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    signed.extend_from_slice(&payload);
+    let annotations = layer.descriptor.annotations.clone().unwrap_or_default();
+    Ok(Statement {
+        envelope: Envelope::from_annotations(
+            signed,
+            signature.sig.clone(),
+            &annotations,
+            Binding::Intoto {
+                payload_hash: hex(&Sha256::digest(&payload)),
+            },
+        ),
+        predicate_type: statement.predicate_type,
+        predicate: statement.predicate,
+    })
+}
+
+/// Who may vouch for an image.
+pub enum Authority {
+    /// A public key.
+    Key {
+        /// How messages name it.
+        label: String,
+        /// The key.
+        key: CosignVerificationKey,
+        /// The log that must hold the signature.
+        tlog: Option<Arc<TrustRoot>>,
+    },
+    /// A certificate identity.
+    Keyless {
+        /// How messages name it.
+        label: String,
+        /// What the certificate must chain to.
+        root: Arc<TrustRoot>,
+        /// The issuer it must name.
+        issuer: Option<String>,
+        /// The subject it must name.
+        subject: Subject,
+    },
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A certificate subject requirement.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// Exactly this.
+    Exact(String),
+    /// Matches this, whole.
+    Regex(regex::Regex),
+}
+
+impl Subject {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Subject::Exact(subject) => subject == name,
+            Subject::Regex(regex) => regex.is_match(name),
+        }
+    }
+}
+
+impl Authority {
+    /// Builds an authority from its configuration, with the loaded trust
+    /// roots by name.
+    pub fn load(
+        config: &AuthorityConfig,
+        roots: &BTreeMap<String, Arc<TrustRoot>>,
+    ) -> Result<Self, LoadError> {
+        let root = |name: &str| {
+            roots.get(name).cloned().ok_or_else(|| LoadError::Invalid {
+                path: name.into(),
+                reason: "no such trust root".into(),
+            })
+        };
+        match config {
+            AuthorityConfig::Key(key) => {
+                let text = read(&key.key)?;
+                let verification = CosignVerificationKey::try_from_pem(&text)
+                    .map_err(|error| invalid(&key.key, format!("not a public key: {error}")))?;
+                let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&text)
+                    .map_err(|error| invalid(&key.key, format!("not a PEM public key: {error}")))?;
+                Ok(Authority::Key {
+                    label: format!(
+                        "key {} (sha256:{})",
+                        key.key.display(),
+                        &hex(&Sha256::digest(der.as_ref()))[..16]
+                    ),
+                    key: verification,
+                    tlog: key.tlog.as_deref().map(root).transpose()?,
+                })
+            }
+            AuthorityConfig::Keyless(keyless) => {
+                let subject = match (&keyless.subject, &keyless.subject_regex) {
+                    (_, Some(regex)) => {
+                        Subject::Regex(regex::Regex::new(&format!("^(?:{regex})$")).map_err(
+                            |error| LoadError::Invalid {
+                                path: "subject_regex".into(),
+                                reason: error.to_string(),
+                            },
+                        )?)
+                    }
+                    (Some(subject), None) => Subject::Exact(subject.clone()),
+                    (None, None) => Subject::Regex(regex::Regex::new("^$").expect("a valid regex")),
+                };
+                let shown = keyless
+                    .subject
+                    .clone()
+                    .or_else(|| {
+                        keyless
+                            .subject_regex
+                            .as_ref()
+                            .map(|regex| format!("/{regex}/"))
+                    })
+                    .unwrap_or_default();
+                Ok(Authority::Keyless {
+                    label: format!(
+                        "keyless {shown}{} from trust root `{}`",
+                        keyless
+                            .issuer
+                            .as_ref()
+                            .map(|issuer| format!(" issued by {issuer}"))
+                            .unwrap_or_default(),
+                        keyless.trust_root
+                    ),
+                    root: root(&keyless.trust_root)?,
+                    issuer: keyless.issuer.clone(),
+                    subject,
+                })
+            }
+        }
+    }
+
+    /// How messages name this authority.
+    pub fn label(&self) -> &str {
+        match self {
+            Authority::Key { label, .. } | Authority::Keyless { label, .. } => label,
+        }
+    }
+
+    /// Whether this authority made `envelope`: the signer's identity, or
+    /// why not.
+    pub fn accepts(&self, envelope: &Envelope) -> Result<String, String> {
+        match self {
+            Authority::Key { key, tlog, label } => {
+                key.verify_signature(
+                    SignatureBytes::Base64Encoded(envelope.signature.as_bytes()),
+                    &envelope.signed,
+                )
+                .map_err(|_| "the signature does not verify with this key".to_owned())?;
+                if let Some(root) = tlog {
+                    root.entry(envelope)?;
+                }
+                Ok(label.clone())
+            }
+            Authority::Keyless {
+                root,
+                issuer,
+                subject,
+                ..
+            } => {
+                let certificate = Certificate::read(envelope)?;
+                // With logs, the certificate must have been valid when the
+                // log saw the signature (Fulcio's are valid for minutes);
+                // without, it must be valid now.
+                let time = if root.logs.is_empty() {
+                    UnixTime::now()
+                } else {
+                    let integrated = root.entry(envelope)?;
+                    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        u64::try_from(integrated)
+                            .map_err(|_| "the log entry's time is negative")?,
+                    ))
+                };
+                certificate.chains_to(root, time)?;
+                let key = CosignVerificationKey::try_from_der(&certificate.public_key)
+                    .map_err(|error| format!("the certificate's key is unusable: {error}"))?;
+                key.verify_signature(
+                    SignatureBytes::Base64Encoded(envelope.signature.as_bytes()),
+                    &envelope.signed,
+                )
+                .map_err(|_| {
+                    "the signature does not verify with the certificate's key".to_owned()
+                })?;
+                if let Some(wanted) = issuer
+                    && certificate.issuer.as_deref() != Some(wanted.as_str())
+                {
+                    return Err(format!(
+                        "the certificate's issuer is {}, not {wanted}",
+                        certificate.issuer.as_deref().unwrap_or("not given")
+                    ));
+                }
+                let name = certificate
+                    .subjects
+                    .iter()
+                    .find(|name| subject.matches(name))
+                    .ok_or_else(|| {
+                        format!(
+                            "the certificate's subject {} does not match",
+                            if certificate.subjects.is_empty() {
+                                "(none)".to_owned()
+                            } else {
+                                certificate.subjects.join(", ")
+                            }
+                        )
+                    })?;
+                Ok(match &certificate.issuer {
+                    Some(issuer) => format!("{name} ({issuer})"),
+                    None => name.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// What a signing certificate says.
+struct Certificate {
+    der: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    public_key: Vec<u8>,
+    subjects: Vec<String>,
+    issuer: Option<String>,
+}
+
+impl Certificate {
+    fn read(envelope: &Envelope) -> Result<Self, String> {
+        let pem = envelope
+            .certificate
+            .as_deref()
+            .ok_or("no certificate with the signature")?;
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|_| "the certificate is not PEM")?;
+        let chain = match &envelope.chain {
+            Some(chain) => CertificateDer::pem_slice_iter(chain.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| "the certificate chain is not PEM")?,
+            None => Vec::new(),
+        };
+        let (_, parsed) = X509Certificate::from_der(der.as_ref())
+            .map_err(|error| format!("the certificate is malformed: {error}"))?;
+        let mut subjects = Vec::new();
+        let mut issuer = None;
+        for extension in parsed.extensions() {
+            match extension.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(names) => {
+                    for name in &names.general_names {
+                        match name {
+                            GeneralName::RFC822Name(email) => subjects.push((*email).to_owned()),
+                            GeneralName::URI(uri) => subjects.push((*uri).to_owned()),
+                            _ => {}
+                        }
+                    }
+                }
+                ParsedExtension::KeyUsage(usage) if !usage.digital_signature() => {
+                    return Err("the certificate may not sign (key usage)".into());
+                }
+                _ => {}
+            }
+            let oid = extension.oid.to_id_string();
+            if oid == ISSUER_V1 {
+                issuer = Some(String::from_utf8_lossy(extension.value).into_owned());
+            } else if oid == ISSUER_V2 {
+                // A DER UTF8String: tag, length, text.
+                issuer = x509_parser::der_parser::der::parse_der_utf8string(extension.value)
+                    .ok()
+                    .and_then(|(_, value)| value.as_str().ok().map(str::to_owned));
+            }
+        }
+        Ok(Self {
+            public_key: parsed.public_key().raw.to_vec(),
+            der: der.clone().into_owned(),
+            chain,
+            subjects,
+            issuer,
+        })
+    }
+
+    fn chains_to(&self, root: &TrustRoot, time: UnixTime) -> Result<(), String> {
+        let intermediates: Vec<CertificateDer<'_>> = root
+            .intermediates
+            .iter()
+            .chain(&self.chain)
+            .cloned()
+            .collect();
+        let end_entity = webpki::EndEntityCert::try_from(&self.der)
+            .map_err(|error| format!("the certificate is malformed: {error}"))?;
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &root.anchors,
+                &intermediates,
+                time,
+                webpki::KeyUsage::required_if_present(CODE_SIGNING),
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|error| match error {
+                webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => {
+                    "the certificate was not valid when the signature was made".to_owned()
+                }
+                webpki::Error::UnknownIssuer => {
+                    format!(
+                        "the certificate does not chain to trust root `{}`",
+                        root.name
+                    )
+                }
+                other => format!("the certificate is not trusted: {other:?}"),
+            })
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}

@@ -1,0 +1,472 @@
+//! Image verification: what runs must be what was signed.
+//!
+//! For each image a request would run, the first rule whose pattern matches
+//! the image's name decides what it needs; an image no rule matches gets the
+//! configured default. The reference is resolved to a digest at the registry,
+//! the signatures cosign stores at `sha256-<hex>.sig` (and attestations at
+//! `.att`) are read, and the rule's authorities are asked whether they made
+//! them. The verdict names the digest, the rule, the authority and the signer,
+//! or why not; front doors pin what they forward to that digest.
+//!
+//! Registry failures are reported as such, never as "unsigned": only a
+//! signature tag the registry says is absent means no signature.
+
+pub mod admit;
+pub mod cache;
+pub mod cosign;
+pub mod pattern;
+pub mod registry;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use oci_client::Reference;
+
+use self::cache::Cache;
+use self::cosign::{Authority, TrustRoot};
+use self::pattern::Pattern;
+use self::registry::{Registry, RegistryError};
+use self::settings::{Default, ImagesConfig};
+
+/// Why the `images` section cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A trust root cannot be loaded.
+    #[error("images.trust_roots.{name}")]
+    TrustRoot {
+        /// Its name.
+        name: String,
+        /// Why.
+        #[source]
+        source: cosign::LoadError,
+    },
+    /// An authority cannot be loaded.
+    #[error("images.rules[{rule}]")]
+    Authority {
+        /// The rule's index.
+        rule: usize,
+        /// Why.
+        #[source]
+        source: cosign::LoadError,
+    },
+    /// The registry client cannot be set up.
+    #[error("images.registries")]
+    Registry(#[source] registry::SetupError),
+}
+
+/// Verifies images against the configured rules.
+pub struct Verifier {
+    rules: Vec<Rule>,
+    default: Default,
+    registry: Registry,
+    cache: Cache<Arc<Checked>>,
+}
+
+struct Rule {
+    name: String,
+    patterns: Vec<Pattern>,
+    any_of: Vec<Arc<Authority>>,
+    all_of: Vec<Arc<Authority>>,
+    attestations: Vec<AttestationRule>,
+}
+
+struct AttestationRule {
+    predicate_type: String,
+    any_of: Vec<Arc<Authority>>,
+}
+
+/// The verdict on one image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageVerdict {
+    /// The reference as the request wrote it.
+    pub reference: String,
+    /// The digest it resolved to, when it did.
+    pub digest: Option<String>,
+    /// Whether the image may run: verified, or unmatched under `default:
+    /// allow`.
+    pub allowed: bool,
+    /// Whether an authority vouched for it.
+    pub verified: bool,
+    /// The rule that applied.
+    pub rule: Option<String>,
+    /// The authority that vouched for it.
+    pub authority: Option<String>,
+    /// Who signed (key, or certificate subject and issuer).
+    pub signer: Option<String>,
+    /// Why it was not verified.
+    pub reason: Option<String>,
+    /// Verified attestations.
+    pub attestations: Vec<Attestation>,
+    /// Each signature and attestation found, and what became of it.
+    pub found: Vec<String>,
+}
+
+/// A verified in-toto attestation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attestation {
+    /// Its predicate type.
+    pub predicate_type: String,
+    /// Its predicate.
+    pub predicate: serde_json::Value,
+    /// Who signed it.
+    pub signer: String,
+}
+
+impl ImageVerdict {
+    /// The digest-pinned reference to forward: `name:tag@sha256:…` (the tag
+    /// kept for people), or `None` when nothing was verified.
+    pub fn pinned(&self) -> Option<String> {
+        let digest = self.digest.as_ref().filter(|_| self.verified)?;
+        let reference = self
+            .reference
+            .split_once('@')
+            .map_or(self.reference.as_str(), |(name, _)| name);
+        Some(format!("{reference}@{digest}"))
+    }
+}
+
+/// What the registry held for one digest under one rule: the part of a
+/// verdict that can be cached.
+#[derive(Debug)]
+struct Checked {
+    verified: bool,
+    authority: Option<String>,
+    signer: Option<String>,
+    reason: Option<Failure>,
+    attestations: Vec<Attestation>,
+    found: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Failure {
+    Registry(RegistryError),
+    /// No signature of the digest; why each layer found was not one.
+    Unsigned(Vec<String>),
+    NotAccepted {
+        rule: String,
+        why: Vec<String>,
+    },
+    MissingAttestation {
+        rule: String,
+        predicate_type: String,
+        why: Vec<String>,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Registry(error) => write!(f, "{error}"),
+            Failure::Unsigned(skipped) if skipped.is_empty() => f.write_str("no signature"),
+            Failure::Unsigned(skipped) => write!(f, "no signature ({})", skipped.join("; ")),
+            Failure::NotAccepted { rule, why } => {
+                write!(f, "no signature from an authority of rule `{rule}`")?;
+                if !why.is_empty() {
+                    write!(f, " ({})", why.join("; "))?;
+                }
+                Ok(())
+            }
+            Failure::MissingAttestation {
+                rule,
+                predicate_type,
+                why,
+            } => {
+                write!(
+                    f,
+                    "no `{predicate_type}` attestation from an authority of rule `{rule}`"
+                )?;
+                if !why.is_empty() {
+                    write!(f, " ({})", why.join("; "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Verifier {
+    /// Loads keys and trust roots and sets up the registry client.
+    pub fn new(config: &ImagesConfig) -> Result<Self, SetupError> {
+        let mut roots = BTreeMap::new();
+        for (name, root) in &config.trust_roots {
+            let loaded = TrustRoot::load(name, root).map_err(|source| SetupError::TrustRoot {
+                name: name.clone(),
+                source,
+            })?;
+            roots.insert(name.clone(), Arc::new(loaded));
+        }
+        let mut rules = Vec::with_capacity(config.rules.len());
+        for (index, rule) in config.rules.iter().enumerate() {
+            let load = |authorities: &[settings::AuthorityConfig]| {
+                authorities
+                    .iter()
+                    .map(|authority| Authority::load(authority, &roots).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| SetupError::Authority {
+                        rule: index,
+                        source,
+                    })
+            };
+            let any_of = load(&rule.any_of)?;
+            let all_of = load(&rule.all_of)?;
+            let mut attestations = Vec::with_capacity(rule.attestations.len());
+            for attestation in &rule.attestations {
+                let any_of = if attestation.any_of.is_empty() {
+                    any_of.iter().chain(&all_of).cloned().collect()
+                } else {
+                    load(&attestation.any_of)?
+                };
+                attestations.push(AttestationRule {
+                    predicate_type: attestation.predicate_type.clone(),
+                    any_of,
+                });
+            }
+            rules.push(Rule {
+                name: rule
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("rules[{index}]")),
+                patterns: rule.patterns.clone(),
+                any_of,
+                all_of,
+                attestations,
+            });
+        }
+        Ok(Self {
+            rules,
+            default: config.default,
+            registry: Registry::new(config).map_err(SetupError::Registry)?,
+            cache: Cache::new(config.cache.entries, config.cache.ttl),
+        })
+    }
+
+    /// The rule that governs images named `name` (a repository, with or
+    /// without a tag), if any.
+    pub fn rule_for(&self, name: &str) -> Option<&str> {
+        let reference = Reference::try_from(name).ok()?;
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        self.rule(&name).map(|(_, rule)| rule.name.as_str())
+    }
+
+    fn rule(&self, name: &str) -> Option<(usize, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, rule)| rule.patterns.iter().any(|pattern| pattern.matches(name)))
+    }
+
+    /// Verifies one image reference.
+    pub async fn verify(&self, written: &str) -> ImageVerdict {
+        let mut verdict = ImageVerdict {
+            reference: written.to_owned(),
+            digest: None,
+            allowed: false,
+            verified: false,
+            rule: None,
+            authority: None,
+            signer: None,
+            reason: None,
+            attestations: Vec::new(),
+            found: Vec::new(),
+        };
+        let reference = match Reference::try_from(written) {
+            Ok(reference) => reference,
+            Err(error) => {
+                verdict.reason = Some(format!("not an image reference: {error}"));
+                return verdict;
+            }
+        };
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        let Some((index, rule)) = self.rule(&name) else {
+            verdict.allowed = self.default == Default::Allow;
+            if !verdict.allowed {
+                verdict.reason = Some(format!(
+                    "no image rule matches {name}, and unmatched images are denied"
+                ));
+            }
+            return verdict;
+        };
+        verdict.rule = Some(rule.name.clone());
+        let digest = match self.registry.digest(&reference).await {
+            Ok(digest) => digest,
+            Err(RegistryError::NotFound) => {
+                verdict.reason = Some(format!("{name}: image not found in the registry"));
+                return verdict;
+            }
+            Err(error) => {
+                verdict.reason = Some(error.to_string());
+                return verdict;
+            }
+        };
+        verdict.digest = Some(digest.clone());
+        let checked = self
+            .cache
+            .get_or_check((digest.clone(), index), || async {
+                let checked = self.check(&reference, &digest, rule).await;
+                let keep = checked.verified;
+                (Arc::new(checked), keep)
+            })
+            .await;
+        verdict.verified = checked.verified;
+        verdict.allowed = checked.verified;
+        verdict.authority = checked.authority.clone();
+        verdict.signer = checked.signer.clone();
+        verdict.reason = checked.reason.as_ref().map(ToString::to_string);
+        verdict.attestations = checked.attestations.clone();
+        verdict.found = checked.found.clone();
+        verdict
+    }
+
+    /// Reads the signatures and attestations of `digest` and asks the rule's
+    /// authorities about them.
+    async fn check(&self, reference: &Reference, digest: &str, rule: &Rule) -> Checked {
+        let mut checked = Checked {
+            verified: false,
+            authority: None,
+            signer: None,
+            reason: None,
+            attestations: Vec::new(),
+            found: Vec::new(),
+        };
+        let tag = |suffix: &str| format!("{}.{suffix}", digest.replacen(':', "-", 1));
+        let layers = match self.registry.layers(reference, &tag("sig")).await {
+            Ok(layers) => layers,
+            Err(RegistryError::NotFound) => {
+                checked.reason = Some(Failure::Unsigned(Vec::new()));
+                return checked;
+            }
+            Err(error) => {
+                checked.reason = Some(Failure::Registry(error));
+                return checked;
+            }
+        };
+        let mut signatures = Vec::new();
+        let mut skipped = Vec::new();
+        for layer in &layers {
+            match cosign::signature(layer, digest) {
+                Ok(signature) => signatures.push(signature),
+                Err(why) => skipped.push(why),
+            }
+        }
+        checked
+            .found
+            .extend(skipped.iter().map(|why| format!("skipped: {why}")));
+        if signatures.is_empty() {
+            checked.reason = Some(Failure::Unsigned(skipped));
+            return checked;
+        }
+        checked
+            .found
+            .push(format!("{} signature(s) of {digest}", signatures.len()));
+        let mut why = Vec::new();
+        let accepted = |authority: &Arc<Authority>, why: &mut Vec<String>| {
+            for (n, signature) in signatures.iter().enumerate() {
+                match authority.accepts(&signature.envelope) {
+                    Ok(signer) => return Some(signer),
+                    Err(reason) => why.push(format!(
+                        "{}: signature {}: {reason}",
+                        authority.label(),
+                        n + 1
+                    )),
+                }
+            }
+            None
+        };
+        let mut vouched = None;
+        for authority in &rule.any_of {
+            if let Some(signer) = accepted(authority, &mut why) {
+                vouched = Some((authority.label().to_owned(), signer));
+                break;
+            }
+        }
+        let any_held = rule.any_of.is_empty() || vouched.is_some();
+        let mut all_held = true;
+        for authority in &rule.all_of {
+            match accepted(authority, &mut why) {
+                Some(signer) if vouched.is_none() => {
+                    vouched = Some((authority.label().to_owned(), signer));
+                }
+                Some(_) => {}
+                None => all_held = false,
+            }
+        }
+        if !(any_held && all_held) {
+            checked.reason = Some(Failure::NotAccepted {
+                rule: rule.name.clone(),
+                why,
+            });
+            return checked;
+        }
+        if !rule.attestations.is_empty() {
+            match self
+                .attestations(reference, &tag("att"), digest, rule)
+                .await
+            {
+                Ok(attestations) => checked.attestations = attestations,
+                Err(failure) => {
+                    checked.reason = Some(failure);
+                    return checked;
+                }
+            }
+        }
+        let (authority, signer) = vouched.unzip();
+        checked.verified = true;
+        checked.authority = authority;
+        checked.signer = signer;
+        checked
+    }
+
+    /// The attestations the rule requires, each verified.
+    async fn attestations(
+        &self,
+        reference: &Reference,
+        tag: &str,
+        digest: &str,
+        rule: &Rule,
+    ) -> Result<Vec<Attestation>, Failure> {
+        let layers = match self.registry.layers(reference, tag).await {
+            Ok(layers) => layers,
+            Err(RegistryError::NotFound) => Vec::new(),
+            Err(error) => return Err(Failure::Registry(error)),
+        };
+        let statements: Vec<cosign::Statement> = layers
+            .iter()
+            .filter_map(|layer| cosign::statement(layer, digest).ok())
+            .collect();
+        let mut verified = Vec::new();
+        for required in &rule.attestations {
+            let mut why = Vec::new();
+            let found = statements
+                .iter()
+                .filter(|statement| statement.predicate_type == required.predicate_type)
+                .find_map(|statement| {
+                    required.any_of.iter().find_map(|authority| {
+                        match authority.accepts(&statement.envelope) {
+                            Ok(signer) => Some(Attestation {
+                                predicate_type: statement.predicate_type.clone(),
+                                predicate: statement.predicate.clone(),
+                                signer,
+                            }),
+                            Err(reason) => {
+                                why.push(format!("{}: {reason}", authority.label()));
+                                None
+                            }
+                        }
+                    })
+                });
+            match found {
+                Some(attestation) => verified.push(attestation),
+                None => {
+                    return Err(Failure::MissingAttestation {
+                        rule: rule.name.clone(),
+                        predicate_type: required.predicate_type.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+        Ok(verified)
+    }
+}

@@ -1,0 +1,454 @@
+//! A real OCI registry (Debian's `docker-registry`, the CNCF distribution
+//! registry) on 127.0.0.1, and a signer that stores signatures and
+//! attestations in it exactly as cosign does, with keys, a certificate
+//! authority and a transparency-log key made at test time.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use sigstore::crypto::{SigStoreSigner, SigningScheme};
+
+use crate::support::scratch;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub(crate) const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A registry process, stopped when dropped.
+pub(crate) struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub(crate) host: String,
+    /// The user and password it requires, if any.
+    pub(crate) credentials: Option<(String, String)>,
+    /// Its storage and configuration, removed when dropped.
+    _dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Registry {
+    /// Starts a registry; with `credentials`, it requires them (htpasswd).
+    pub(crate) fn start(credentials: Option<(&str, &str)>) -> Self {
+        let dir = scratch();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let auth = match credentials {
+            Some((user, password)) => {
+                let hash = bcrypt::hash(password, 4).expect("bcrypt");
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, format!("{user}:{hash}\n")).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: portcullis-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = dir.path().join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+                dir.path().join("storage").display()
+            ),
+        )
+        .expect("write the registry configuration");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's docker-registry package) is installed");
+        let client = Client::try_from(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..ClientConfig::default()
+        })
+        .expect("an OCI client");
+        let registry = Self {
+            child,
+            host,
+            credentials: credentials.map(|(user, password)| (user.to_owned(), password.to_owned())),
+            _dir: dir,
+            runtime: crate::webhook_support::runtime(),
+            client,
+        };
+        registry.wait_until_up();
+        registry
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.host).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn auth(&self) -> RegistryAuth {
+        match &self.credentials {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// `HOST/repository`.
+    pub(crate) fn name(&self, repository: &str) -> String {
+        format!("{}/{repository}", self.host)
+    }
+
+    /// Pushes a small image of its own (content unique to `marker`) as
+    /// `repository:tag`; returns its digest.
+    pub(crate) fn push_image(&self, repository: &str, tag: &str, marker: &str) -> String {
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Labels": {"marker": marker}},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .expect("json");
+        let layer = format!("portcullis test layer {marker}").into_bytes();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": self.blob(repository, OCI_CONFIG, &config, None),
+            "layers": [self.blob(repository, "application/vnd.oci.image.layer.v1.tar", &layer, None)],
+        });
+        self.manifest(repository, tag, &manifest)
+    }
+
+    /// The digest `repository:tag` points at.
+    pub(crate) fn digest(&self, repository: &str, tag: &str) -> String {
+        let reference = self.reference(repository, tag);
+        self.runtime
+            .block_on(self.client.fetch_manifest_digest(&reference, &self.auth()))
+            .expect("the tag resolves")
+    }
+
+    fn reference(&self, repository: &str, tag: &str) -> Reference {
+        Reference::with_tag(self.host.clone(), repository.to_owned(), tag.to_owned())
+    }
+
+    /// Uploads a blob; returns its descriptor.
+    fn blob(
+        &self,
+        repository: &str,
+        media_type: &str,
+        data: &[u8],
+        annotations: Option<&BTreeMap<String, String>>,
+    ) -> Value {
+        let digest = format!("sha256:{}", sha256_hex(data));
+        let reference = self.reference(repository, "latest");
+        self.runtime.block_on(async {
+            self.client
+                .auth(&reference, &self.auth(), RegistryOperation::Push)
+                .await
+                .expect("authenticate to push");
+            self.client
+                .push_blob(&reference, data.to_vec(), &digest)
+                .await
+                .expect("push a blob");
+        });
+        let mut descriptor = json!({"mediaType": media_type, "digest": digest, "size": data.len()});
+        if let Some(annotations) = annotations {
+            descriptor["annotations"] = json!(annotations);
+        }
+        descriptor
+    }
+
+    /// Uploads a manifest under `tag`; returns its digest.
+    fn manifest(&self, repository: &str, tag: &str, manifest: &Value) -> String {
+        let body = serde_json::to_vec(manifest).expect("json");
+        let reference = self.reference(repository, tag);
+        self.runtime.block_on(async {
+            self.client
+                .auth(&reference, &self.auth(), RegistryOperation::Push)
+                .await
+                .expect("authenticate to push");
+            self.client
+                .push_manifest_raw(
+                    &reference,
+                    body.clone(),
+                    OCI_MANIFEST.parse().expect("a header"),
+                )
+                .await
+                .expect("push a manifest");
+        });
+        format!("sha256:{}", sha256_hex(&body))
+    }
+
+    /// Stores `layers` (media type, blob, annotations) as the manifest
+    /// cosign keeps beside `digest`: tag `sha256-<hex>.<suffix>`.
+    pub(crate) fn attach(
+        &self,
+        repository: &str,
+        digest: &str,
+        suffix: &str,
+        layers: &[(String, Vec<u8>, BTreeMap<String, String>)],
+    ) {
+        let config = self.blob(repository, OCI_CONFIG, b"{}", None);
+        let layers: Vec<Value> = layers
+            .iter()
+            .map(|(media_type, data, annotations)| {
+                self.blob(repository, media_type, data, Some(annotations))
+            })
+            .collect();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": layers,
+        });
+        self.manifest(
+            repository,
+            &format!("{}.{suffix}", digest.replacen(':', "-", 1)),
+            &manifest,
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ECDSA P-256 key pair, as `cosign generate-key-pair` makes.
+pub(crate) struct Key {
+    signer: SigStoreSigner,
+}
+
+impl Key {
+    pub(crate) fn new() -> Self {
+        Self {
+            signer: SigningScheme::ECDSA_P256_SHA256_ASN1
+                .create_signer()
+                .expect("a P-256 key"),
+        }
+    }
+
+    /// The public key, PEM.
+    pub(crate) fn public_pem(&self) -> String {
+        self.signer
+            .to_sigstore_keypair()
+            .and_then(|pair| pair.public_key_to_pem())
+            .expect("the public key")
+    }
+
+    /// The public key, DER.
+    pub(crate) fn public_der(&self) -> Vec<u8> {
+        self.signer
+            .to_sigstore_keypair()
+            .and_then(|pair| pair.public_key_to_der())
+            .expect("the public key")
+    }
+
+    /// The private key, PKCS#8 PEM.
+    pub(crate) fn private_pem(&self) -> String {
+        self.signer
+            .to_sigstore_keypair()
+            .and_then(|pair| pair.private_key_to_pem())
+            .expect("the private key")
+            .to_string()
+    }
+
+    /// A signature of `message`, base64 as cosign stores it.
+    pub(crate) fn sign(&self, message: &[u8]) -> String {
+        base64(&self.signer.sign(message).expect("sign"))
+    }
+
+    /// Writes the public key to `path`.
+    pub(crate) fn write_public(&self, path: &Path) {
+        std::fs::write(path, self.public_pem()).expect("write the public key");
+    }
+}
+
+/// A transparency log's signing key (a stand-in for Rekor's).
+pub(crate) struct Log {
+    key: Key,
+}
+
+impl Log {
+    pub(crate) fn new() -> Self {
+        Self { key: Key::new() }
+    }
+
+    pub(crate) fn write_public(&self, path: &Path) {
+        self.key.write_public(path);
+    }
+
+    /// A bundle as cosign stores it: `body` entered at `time`, with the
+    /// log's signed entry timestamp.
+    pub(crate) fn bundle(&self, body: &Value, time: i64) -> String {
+        let payload = json!({
+            "body": base64(&serde_json::to_vec(body).expect("json")),
+            "integratedTime": time,
+            "logIndex": 7,
+            "logID": sha256_hex(&self.key.public_der()),
+        });
+        let canonical = serde_json_canonicalizer::to_vec(&payload).expect("canonical JSON");
+        json!({"SignedEntryTimestamp": self.key.sign(&canonical), "Payload": payload}).to_string()
+    }
+}
+
+/// The log entry of a signature `signature` over `payload` by the holder of
+/// `public` (a PEM key or certificate).
+pub(crate) fn hashed_rekord(payload: &[u8], signature: &str, public: &str) -> Value {
+    json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": sha256_hex(payload)}},
+            "signature": {"content": signature, "publicKey": {"content": base64(public.as_bytes())}}
+        }
+    })
+}
+
+/// A certificate authority in Fulcio's image: it issues short-lived
+/// code-signing certificates naming an e-mail and an OIDC issuer.
+pub(crate) struct Authority {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Authority {
+    pub(crate) fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let pem = params.self_signed(&key).expect("a CA certificate").pem();
+        Self { params, key, pem }
+    }
+
+    pub(crate) fn write(&self, path: &Path) {
+        std::fs::write(path, &self.pem).expect("write the CA certificate");
+    }
+
+    /// A certificate for `key`, naming `email` and `issuer`, valid from
+    /// `not_before` to `not_after` (unix seconds).
+    pub(crate) fn issue(
+        &self,
+        key: &Key,
+        email: &str,
+        issuer: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> String {
+        let pair = rcgen::KeyPair::from_pem(&key.private_pem()).expect("the signing key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+            email.to_owned().try_into().expect("an e-mail"),
+        )];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).expect("a time");
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("a time");
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
+            issuer.as_bytes().to_vec(),
+        )];
+        params
+            .signed_by(&pair, &rcgen::Issuer::from_params(&self.params, &self.key))
+            .expect("a leaf certificate")
+            .pem()
+    }
+}
+
+/// The simple-signing payload cosign signs for `name@digest`.
+pub(crate) fn payload(name: &str, digest: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "critical": {
+            "identity": {"docker-reference": name},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    }))
+    .expect("json")
+}
+
+/// One signature layer: media type, blob, annotations.
+pub(crate) type SignatureLayer = (String, Vec<u8>, BTreeMap<String, String>);
+
+/// A key-based signature layer of `payload`.
+pub(crate) fn signed_layer(payload: Vec<u8>, signature: String) -> SignatureLayer {
+    let annotations =
+        BTreeMap::from([("dev.cosignproject.cosign/signature".to_owned(), signature)]);
+    (SIMPLE_SIGNING.to_owned(), payload, annotations)
+}
+
+/// A DSSE attestation layer: an in-toto statement about `digest` with
+/// `predicate`, signed by `key`.
+pub(crate) fn attestation_layer(
+    digest: &str,
+    name: &str,
+    predicate_type: &str,
+    predicate: Value,
+    key: &Key,
+) -> SignatureLayer {
+    let statement = serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": predicate_type,
+        "subject": [{"name": name, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicate": predicate,
+    }))
+    .expect("json");
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&statement);
+    let envelope = json!({
+        "payloadType": payload_type,
+        "payload": base64(&statement),
+        "signatures": [{"keyid": "", "sig": key.sign(&pae)}],
+    });
+    let annotations = BTreeMap::from([
+        (
+            "dev.cosignproject.cosign/signature".to_owned(),
+            String::new(),
+        ),
+        ("predicateType".to_owned(), predicate_type.to_owned()),
+    ]);
+    (
+        DSSE.to_owned(),
+        serde_json::to_vec(&envelope).expect("json"),
+        annotations,
+    )
+}

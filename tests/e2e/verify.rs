@@ -1,0 +1,692 @@
+//! Image verification against a real registry, through `portcullis verify`:
+//! key-based and keyless signatures, attestations, credentials, registry
+//! failures, and the signatures the real cosign made.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::registry_support::{
+    Authority, Key, Log, Registry, SIMPLE_SIGNING, attestation_layer, base64, hashed_rekord,
+    payload, sha256_hex, signed_layer,
+};
+use crate::support::{Run, portcullis, scratch, shared_fixtures};
+
+/// Runs `portcullis verify --output json` and returns the run and verdict.
+fn verify(config: &Path, image: &str) -> (Run, Value) {
+    let run = portcullis([
+        "verify".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--output".as_ref(),
+        "json".as_ref(),
+        image.as_ref(),
+    ]);
+    let verdict = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|error| panic!("not a verdict ({error}): {run:?}"));
+    (run, verdict)
+}
+
+fn verified(config: &Path, image: &str) -> Value {
+    let (run, verdict) = verify(config, image);
+    assert_eq!(run.status, 0, "{image} should verify: {verdict:#}");
+    assert_eq!(verdict["verified"], true);
+    verdict
+}
+
+fn refused(config: &Path, image: &str, reason: &str) -> Value {
+    let (run, verdict) = verify(config, image);
+    assert_eq!(run.status, 1, "{image} should not verify: {verdict:#}");
+    assert_eq!(verdict["verified"], false);
+    let said = verdict["reason"].as_str().unwrap_or_default();
+    assert!(
+        said.contains(reason),
+        "{image}: expected {reason:?}, got {said:?}"
+    );
+    verdict
+}
+
+/// Writes a configuration whose `images` section is `images` (YAML lines
+/// indented by two) and returns its path.
+fn images_config(dir: &Path, images: &str) -> std::path::PathBuf {
+    let path = dir.join("portcullis.yaml");
+    std::fs::write(&path, format!("policies: []\nimages:\n{images}"))
+        .expect("write the configuration");
+    path
+}
+
+fn insecure(registry: &Registry) -> String {
+    format!(
+        "  registries:\n    \"{}\": {{insecure: true}}\n",
+        registry.host
+    )
+}
+
+#[test]
+fn key_signatures_are_verified_and_each_forgery_named() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    let other = Key::new();
+    key.write_public(&dir.path().join("team.pub"));
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  rules:\n    - {{name: team, match: [\"{}/team/**\"], any_of: [{{key: team.pub}}]}}\n",
+            insecure(&registry),
+            registry.host
+        ),
+    );
+    let sign = |repository: &str, marker: &str, layer: &dyn Fn(&str, &str) -> (Vec<u8>, String)| {
+        let digest = registry.push_image(repository, "1", marker);
+        let (signed, signature) = layer(&registry.name(repository), &digest);
+        registry.attach(
+            repository,
+            &digest,
+            "sig",
+            &[signed_layer(signed, signature)],
+        );
+        digest
+    };
+    let good = |name: &str, digest: &str| {
+        let signed = payload(name, digest);
+        let signature = key.sign(&signed);
+        (signed, signature)
+    };
+    let digest = sign("team/good", "good", &good);
+    let verdict = verified(&config, &registry.name("team/good:1"));
+    assert_eq!(verdict["digest"], digest.as_str());
+    assert_eq!(verdict["rule"], "team");
+    assert!(
+        verdict["authority"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("team.pub"),
+        "{verdict}"
+    );
+    // By digest too, with no tag to resolve.
+    verified(&config, &format!("{}@{digest}", registry.name("team/good")));
+
+    registry.push_image("team/unsigned", "1", "unsigned");
+    refused(&config, &registry.name("team/unsigned:1"), "no signature");
+
+    sign("team/other-key", "other-key", &|name, digest| {
+        let signed = payload(name, digest);
+        let signature = other.sign(&signed);
+        (signed, signature)
+    });
+    refused(
+        &config,
+        &registry.name("team/other-key:1"),
+        "the signature does not verify with this key",
+    );
+
+    // A genuine signature, of another image, stored beside this one.
+    let elsewhere = registry.push_image("team/elsewhere", "1", "elsewhere");
+    sign("team/replayed", "replayed", &|name, _| {
+        good(name, &elsewhere)
+    });
+    refused(
+        &config,
+        &registry.name("team/replayed:1"),
+        &format!("the signature is for {elsewhere}"),
+    );
+
+    // A signature whose bytes were changed after signing.
+    sign("team/tampered", "tampered", &|name, digest| {
+        let (signed, signature) = good(name, digest);
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(&signature)
+            .expect("base64");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        (signed, base64(&bytes))
+    });
+    refused(
+        &config,
+        &registry.name("team/tampered:1"),
+        "the signature does not verify",
+    );
+
+    // An image no rule covers, under `default: deny` (the default).
+    registry.push_image("elsewhere/app", "1", "no-rule");
+    refused(
+        &config,
+        &registry.name("elsewhere/app:1"),
+        "no image rule matches",
+    );
+    // A tag that is not there.
+    refused(
+        &config,
+        &registry.name("team/good:2"),
+        "not found in the registry",
+    );
+}
+
+use base64::Engine as _;
+
+#[test]
+fn credentials_are_used_and_registry_failures_are_not_called_unsigned() {
+    let registry = Registry::start(Some(("ci", "s3cret")));
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let digest = registry.push_image("app", "1", "authenticated");
+    let signed = payload(&registry.name("app"), &digest);
+    registry.attach(
+        "app",
+        &digest,
+        "sig",
+        &[signed_layer(signed.clone(), key.sign(&signed))],
+    );
+    let rules = |host: &str| {
+        format!(
+            "  rules:\n    - {{name: all, match: [\"{host}/**\"], any_of: [{{key: key.pub}}]}}\n"
+        )
+    };
+    let image = registry.name("app:1");
+
+    // Credentials from the configuration, from a password file, and from a
+    // docker config.json.
+    let with_password = images_config(
+        dir.path(),
+        &format!(
+            "  registries:\n    \"{}\": {{insecure: true, username: ci, password: s3cret}}\n{}",
+            registry.host,
+            rules(&registry.host)
+        ),
+    );
+    verified(&with_password, &image);
+    std::fs::write(dir.path().join("password"), "s3cret\n").expect("write");
+    let with_file = images_config(
+        dir.path(),
+        &format!(
+            "  registries:\n    \"{}\": {{insecure: true, username: ci, password_file: password}}\n{}",
+            registry.host,
+            rules(&registry.host)
+        ),
+    );
+    verified(&with_file, &image);
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"auths": {registry.host.clone(): {"auth": base64(b"ci:s3cret")}}}).to_string(),
+    )
+    .expect("write");
+    let with_docker_config = images_config(
+        dir.path(),
+        &format!(
+            "  docker_config: config.json\n{}{}",
+            insecure(&registry),
+            rules(&registry.host)
+        ),
+    );
+    verified(&with_docker_config, &image);
+
+    // No credentials, and wrong ones: the registry refuses, and says so.
+    let anonymous = images_config(
+        dir.path(),
+        &format!("{}{}", insecure(&registry), rules(&registry.host)),
+    );
+    refused(&anonymous, &image, "refused access");
+    let wrong = images_config(
+        dir.path(),
+        &format!(
+            "  registries:\n    \"{}\": {{insecure: true, username: ci, password: wrong}}\n{}",
+            registry.host,
+            rules(&registry.host)
+        ),
+    );
+    refused(&wrong, &image, "refused access");
+
+    // Nothing listening: unreachable, not unsigned.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let nobody = images_config(
+        dir.path(),
+        &format!(
+            "  registries:\n    \"{host}\": {{insecure: true}}\n{}",
+            rules(&host)
+        ),
+    );
+    let verdict = refused(&nobody, &format!("{host}/app:1"), "unreachable");
+    assert!(
+        !verdict["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no signature")
+    );
+
+    // A registry that accepts connections and never answers: the deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = silent.local_addr().expect("address").to_string();
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(connections);
+    });
+    let slow = images_config(
+        dir.path(),
+        &format!(
+            "  timeout: 1s\n  registries:\n    \"{host}\": {{insecure: true}}\n{}",
+            rules(&host)
+        ),
+    );
+    refused(&slow, &format!("{host}/app:1"), "did not answer within 1s");
+    held.join().expect("the silent registry");
+}
+
+/// A keyless signature: a certificate for `key` from `authority`, naming
+/// `email`, logged by `log` at `time`.
+struct Keyless<'a> {
+    authority: &'a Authority,
+    log: Option<&'a Log>,
+    email: &'a str,
+    issuer: &'a str,
+    valid: (i64, i64),
+    logged_at: i64,
+}
+
+impl Keyless<'_> {
+    fn layer(&self, name: &str, digest: &str) -> crate::registry_support::SignatureLayer {
+        let key = Key::new();
+        let certificate =
+            self.authority
+                .issue(&key, self.email, self.issuer, self.valid.0, self.valid.1);
+        let signed = payload(name, digest);
+        let signature = key.sign(&signed);
+        let mut annotations = BTreeMap::from([
+            (
+                "dev.cosignproject.cosign/signature".to_owned(),
+                signature.clone(),
+            ),
+            (
+                "dev.sigstore.cosign/certificate".to_owned(),
+                certificate.clone(),
+            ),
+        ]);
+        if let Some(log) = self.log {
+            annotations.insert(
+                "dev.sigstore.cosign/bundle".to_owned(),
+                log.bundle(
+                    &hashed_rekord(&signed, &signature, &certificate),
+                    self.logged_at,
+                ),
+            );
+        }
+        (SIMPLE_SIGNING.to_owned(), signed, annotations)
+    }
+}
+
+#[test]
+fn keyless_signatures_need_the_identity_the_chain_and_the_log() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let fulcio = Authority::new("test fulcio");
+    fulcio.write(&dir.path().join("fulcio.pem"));
+    let rekor = Log::new();
+    rekor.write_public(&dir.path().join("rekor.pub"));
+    let issuer = "https://issuer.example";
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  trust_roots:\n    test: {{ca: [fulcio.pem], rekor: [rekor.pub]}}\n  rules:\n    - name: keyless\n      match: [\"{}/**\"]\n      any_of:\n        - keyless: {{trust_root: test, issuer: \"{issuer}\", subject_regex: \".*@team\\\\.example\"}}\n",
+            insecure(&registry),
+            registry.host
+        ),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let good = Keyless {
+        authority: &fulcio,
+        log: Some(&rekor),
+        email: "alice@team.example",
+        issuer,
+        valid: (now - 600, now + 600),
+        logged_at: now - 60,
+    };
+    let case = |repository: &str, keyless: &Keyless<'_>| {
+        let digest = registry.push_image(repository, "1", repository);
+        registry.attach(
+            repository,
+            &digest,
+            "sig",
+            &[keyless.layer(&registry.name(repository), &digest)],
+        );
+        registry.name(&format!("{repository}:1"))
+    };
+    let verdict = verified(&config, &case("good", &good));
+    assert_eq!(verdict["signer"], format!("alice@team.example ({issuer})"));
+
+    refused(
+        &config,
+        &case(
+            "wrong-subject",
+            &Keyless {
+                email: "mallory@elsewhere.example",
+                ..good
+            },
+        ),
+        "subject mallory@elsewhere.example does not match",
+    );
+    refused(
+        &config,
+        &case(
+            "wrong-issuer",
+            &Keyless {
+                issuer: "https://other.example",
+                ..good
+            },
+        ),
+        "issuer is https://other.example",
+    );
+    // Logged an hour after its ten-minute certificate expired.
+    refused(
+        &config,
+        &case(
+            "expired",
+            &Keyless {
+                valid: (now - 7200, now - 6600),
+                logged_at: now - 3600,
+                ..good
+            },
+        ),
+        "not valid when the signature was made",
+    );
+    refused(
+        &config,
+        &case("unlogged", &Keyless { log: None, ..good }),
+        "no transparency-log bundle",
+    );
+    let stranger = Log::new();
+    refused(
+        &config,
+        &case(
+            "other-log",
+            &Keyless {
+                log: Some(&stranger),
+                ..good
+            },
+        ),
+        "not one of trust root `test`",
+    );
+    let impostor = Authority::new("impostor");
+    refused(
+        &config,
+        &case(
+            "other-ca",
+            &Keyless {
+                authority: &impostor,
+                ..good
+            },
+        ),
+        "does not chain to trust root `test`",
+    );
+
+    // A genuine log entry of another signature, carried over.
+    let digest = registry.push_image("transplanted", "1", "transplanted");
+    let (_, _, donor) = good.layer(&registry.name("donor"), &digest);
+    let (media_type, signed, mut annotations) = good.layer(&registry.name("transplanted"), &digest);
+    annotations.insert(
+        "dev.sigstore.cosign/bundle".to_owned(),
+        donor["dev.sigstore.cosign/bundle"].clone(),
+    );
+    registry.attach(
+        "transplanted",
+        &digest,
+        "sig",
+        &[(media_type, signed, annotations)],
+    );
+    refused(
+        &config,
+        &registry.name("transplanted:1"),
+        "about another signature",
+    );
+}
+
+#[test]
+fn attestations_are_required_and_reach_policies() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let provenance = "https://slsa.dev/provenance/v1";
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  rules:\n    - name: attested\n      match: [\"{}/**\"]\n      any_of: [{{key: key.pub}}]\n      attestations: [{{predicate_type: \"{provenance}\"}}]\n",
+            insecure(&registry),
+            registry.host
+        ),
+    );
+    let signed_image = |repository: &str| {
+        let digest = registry.push_image(repository, "1", repository);
+        let signed = payload(&registry.name(repository), &digest);
+        registry.attach(
+            repository,
+            &digest,
+            "sig",
+            &[signed_layer(signed.clone(), key.sign(&signed))],
+        );
+        digest
+    };
+    let digest = signed_image("attested");
+    let predicate = json!({"buildDefinition": {"buildType": "test"}, "runDetails": {"builder": {"id": "https://builder.example/trusted"}}});
+    registry.attach(
+        "attested",
+        &digest,
+        "att",
+        &[attestation_layer(
+            &digest,
+            &registry.name("attested"),
+            provenance,
+            predicate.clone(),
+            &key,
+        )],
+    );
+    let verdict = verified(&config, &registry.name("attested:1"));
+    assert_eq!(verdict["attestations"][0]["predicate_type"], provenance);
+    assert_eq!(verdict["attestations"][0]["predicate"], predicate);
+
+    signed_image("unattested");
+    refused(
+        &config,
+        &registry.name("unattested:1"),
+        &format!("no `{provenance}` attestation"),
+    );
+
+    // Attested, but of another type, or signed by someone else.
+    let digest = signed_image("other-type");
+    registry.attach(
+        "other-type",
+        &digest,
+        "att",
+        &[attestation_layer(
+            &digest,
+            &registry.name("other-type"),
+            "https://example.com/other",
+            json!({}),
+            &key,
+        )],
+    );
+    refused(&config, &registry.name("other-type:1"), "attestation");
+    let digest = signed_image("other-signer");
+    registry.attach(
+        "other-signer",
+        &digest,
+        "att",
+        &[attestation_layer(
+            &digest,
+            &registry.name("other-signer"),
+            provenance,
+            json!({}),
+            &Key::new(),
+        )],
+    );
+    refused(&config, &registry.name("other-signer:1"), "does not verify");
+}
+
+/// The cosign fixtures: each signature stored as cosign stores it, beside
+/// the image's digest, and verified as the fixtures' README says.
+#[test]
+fn signatures_made_by_cosign_get_their_verdicts() {
+    let fixtures = shared_fixtures().join("cosign");
+    let registry = Registry::start(None);
+    let dir = scratch();
+    for file in [
+        "cosign.pub",
+        "cosign2.pub",
+        "rekor.pub",
+        "fulcio_v1.crt.pem",
+        "pki_root_crts.pem",
+        "pki_intermediate_crts.pem",
+    ] {
+        std::fs::copy(fixtures.join(file), dir.path().join(file)).expect("copy a fixture");
+    }
+    // Stores a fixture folder's signatures (optionally altered) under a
+    // repository of its name; returns the image reference by digest.
+    let store =
+        |folder: &str, alter: &dyn Fn(&mut Vec<(String, Vec<u8>, BTreeMap<String, String>)>)| {
+            let path = fixtures.join(folder);
+            let manifest = std::fs::read(path.join("manifest.json")).expect("manifest.json");
+            let digest = format!("sha256:{}", sha256_hex(&manifest));
+            let mut layers = Vec::new();
+            for n in 1.. {
+                let Ok(file) = std::fs::read(path.join(format!("signature-{n}"))) else {
+                    break;
+                };
+                let body = file
+                    .strip_prefix(b"\0sigstore-json")
+                    .expect("a sigstore-json signature");
+                let signature: Value = serde_json::from_slice(body).expect("JSON");
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(signature["payload"].as_str().expect("payload"))
+                    .expect("base64");
+                let annotations: BTreeMap<String, String> =
+                    serde_json::from_value(signature["annotations"].clone()).expect("annotations");
+                layers.push((
+                    signature["mimeType"].as_str().expect("mimeType").to_owned(),
+                    payload,
+                    annotations,
+                ));
+            }
+            alter(&mut layers);
+            let repository = format!("fixtures/{}", folder.trim_start_matches("dir-img-cosign-"));
+            // The registry refuses manifests whose layers it lacks, so only the
+            // signature manifest is stored; the image is named by digest.
+            registry.attach(&repository, &digest, "sig", &layers);
+            format!("{}@{digest}", registry.name(&repository))
+        };
+    let unchanged = |_: &mut Vec<_>| {};
+    let config = |name: &str, authority: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "policies: []\nimages:\n{}  trust_roots:\n    rekor: {{rekor: [rekor.pub]}}\n    rekor-is-cosign: {{rekor: [cosign.pub]}}\n    fulcio: {{ca: [fulcio_v1.crt.pem], rekor: [rekor.pub]}}\n    pki: {{ca: [pki_root_crts.pem], intermediates: [pki_intermediate_crts.pem]}}\n  rules:\n    - {{name: fixtures, match: [\"{}/**\"], any_of: [{authority}]}}\n",
+                insecure(&registry),
+                registry.host
+            ),
+        )
+        .expect("write");
+        path
+    };
+    let key = config("key", "{key: cosign.pub}");
+    let key2 = config("key2", "{key: cosign2.pub}");
+    let key2_logged = config("key2-logged", "{key: cosign2.pub, tlog: rekor}");
+    let key2_wrong_log = config(
+        "key2-wrong-log",
+        "{key: cosign2.pub, tlog: rekor-is-cosign}",
+    );
+    let fulcio = |subject: &str, issuer: &str| {
+        config(
+            &format!("fulcio-{subject}-{}", sha256_hex(issuer.as_bytes())),
+            &format!(
+                "{{keyless: {{trust_root: fulcio, subject: \"{subject}\", issuer: \"{issuer}\"}}}}"
+            ),
+        )
+    };
+    let pki = config(
+        "pki",
+        "{keyless: {trust_root: pki, subject: qiwan@redhat.com}}",
+    );
+
+    let valid = store("dir-img-cosign-valid", &unchanged);
+    verified(&key, &valid);
+    refused(&key2, &valid, "does not verify with this key");
+    verified(&key, &store("dir-img-cosign-valid-2", &unchanged));
+    verified(&key, &store("dir-img-cosign-mixed", &unchanged));
+    verified(&key, &store("dir-img-cosign-valid-with-tag", &unchanged));
+    refused(
+        &key,
+        &store("dir-img-cosign-modified-manifest", &unchanged),
+        "the signature is for sha256:",
+    );
+    refused(
+        &key,
+        &store("dir-img-cosign-other-attachment", &unchanged),
+        "no signature",
+    );
+
+    let key_rekor = store("dir-img-cosign-key-rekor-valid", &unchanged);
+    verified(&key2_logged, &key_rekor);
+    refused(
+        &key2_wrong_log,
+        &key_rekor,
+        "not one of trust root `rekor-is-cosign`",
+    );
+
+    let keyless = store("dir-img-cosign-fulcio-rekor-valid", &unchanged);
+    let github = "https://github.com/login/oauth";
+    let verdict = verified(&fulcio("mitr@redhat.com", github), &keyless);
+    assert_eq!(verdict["signer"], format!("mitr@redhat.com ({github})"));
+    refused(
+        &fulcio("someone@redhat.com", github),
+        &keyless,
+        "does not match",
+    );
+    refused(
+        &fulcio("mitr@redhat.com", "https://accounts.google.com"),
+        &keyless,
+        "issuer",
+    );
+
+    verified(&pki, &store("dir-img-cosign-pki-valid", &unchanged));
+
+    // Tampered copies of valid cases.
+    let flip = |text: &str| {
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64");
+        bytes[10] ^= 1;
+        base64(&bytes)
+    };
+    let tampered_payload = store("dir-img-cosign-valid", &|layers| {
+        // The payload is still about the digest, but is not what was signed.
+        let text = String::from_utf8(layers[0].1.clone()).expect("text");
+        layers[0].1 = text
+            .replace("\"optional\":null", "\"optional\":{}")
+            .into_bytes();
+    });
+    refused(&key, &tampered_payload, "does not verify");
+    let tampered_signature = store("dir-img-cosign-valid", &|layers| {
+        let signature = layers[0].2["dev.cosignproject.cosign/signature"].clone();
+        layers[0].2.insert(
+            "dev.cosignproject.cosign/signature".into(),
+            flip(&signature),
+        );
+    });
+    refused(&key, &tampered_signature, "does not verify");
+    let unlogged = store("dir-img-cosign-key-rekor-valid", &|layers| {
+        layers[0].2.remove("dev.sigstore.cosign/bundle");
+    });
+    refused(&key2_logged, &unlogged, "no transparency-log bundle");
+    let unlogged_keyless = store("dir-img-cosign-fulcio-rekor-valid", &|layers| {
+        layers[0].2.remove("dev.sigstore.cosign/bundle");
+    });
+    refused(
+        &fulcio("mitr@redhat.com", github),
+        &unlogged_keyless,
+        "no transparency-log bundle",
+    );
+}
