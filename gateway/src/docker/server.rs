@@ -548,7 +548,9 @@ impl Session {
     ) -> Result<Vec<(String, String)>, Refusal> {
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
         let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
-        let query = if route.inspect == Inspect::Nothing {
+        // The query matters to what is judged, and to the names images are
+        // given (`repo` of a tag, commit or import).
+        let query = if route.inspect == Inspect::Nothing && route.group != Group::ImageImport {
             Vec::new()
         } else {
             path::parse_query(parts.uri.query()).map_err(|error| bad(error.to_string()))?
