@@ -8,10 +8,13 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::registry_support::{
-    Authority, Key, Log, Registry, SIMPLE_SIGNING, attestation_layer, base64, hashed_rekord,
-    payload, sha256_hex, signed_layer,
+    Authority, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer, base64,
+    hashed_rekord, payload, sha256_hex, signed_layer,
 };
 use crate::support::{Run, portcullis, scratch, shared_fixtures};
+
+/// Makes the signed payload and signature of an image name and digest.
+type Signing<'a> = dyn Fn(&str, &str) -> (Vec<u8>, String) + 'a;
 
 /// Runs `portcullis verify --output json` and returns the run and verdict.
 fn verify(config: &Path, image: &str) -> (Run, Value) {
@@ -78,7 +81,7 @@ fn key_signatures_are_verified_and_each_forgery_named() {
             registry.host
         ),
     );
-    let sign = |repository: &str, marker: &str, layer: &dyn Fn(&str, &str) -> (Vec<u8>, String)| {
+    let sign = |repository: &str, marker: &str, layer: &Signing<'_>| {
         let digest = registry.push_image(repository, "1", marker);
         let (signed, signature) = layer(&registry.name(repository), &digest);
         registry.attach(
@@ -289,7 +292,7 @@ struct Keyless<'a> {
 }
 
 impl Keyless<'_> {
-    fn layer(&self, name: &str, digest: &str) -> crate::registry_support::SignatureLayer {
+    fn layer(&self, name: &str, digest: &str) -> SignatureLayer {
         let key = Key::new();
         let certificate =
             self.authority
@@ -545,38 +548,37 @@ fn signatures_made_by_cosign_get_their_verdicts() {
     }
     // Stores a fixture folder's signatures (optionally altered) under a
     // repository of its name; returns the image reference by digest.
-    let store =
-        |folder: &str, alter: &dyn Fn(&mut Vec<(String, Vec<u8>, BTreeMap<String, String>)>)| {
-            let path = fixtures.join(folder);
-            let manifest = std::fs::read(path.join("manifest.json")).expect("manifest.json");
-            let digest = format!("sha256:{}", sha256_hex(&manifest));
-            let mut layers = Vec::new();
-            for n in 1.. {
-                let Ok(file) = std::fs::read(path.join(format!("signature-{n}"))) else {
-                    break;
-                };
-                let body = file
-                    .strip_prefix(b"\0sigstore-json")
-                    .expect("a sigstore-json signature");
-                let signature: Value = serde_json::from_slice(body).expect("JSON");
-                let payload = base64::engine::general_purpose::STANDARD
-                    .decode(signature["payload"].as_str().expect("payload"))
-                    .expect("base64");
-                let annotations: BTreeMap<String, String> =
-                    serde_json::from_value(signature["annotations"].clone()).expect("annotations");
-                layers.push((
-                    signature["mimeType"].as_str().expect("mimeType").to_owned(),
-                    payload,
-                    annotations,
-                ));
-            }
-            alter(&mut layers);
-            let repository = format!("fixtures/{}", folder.trim_start_matches("dir-img-cosign-"));
-            // The registry refuses manifests whose layers it lacks, so only the
-            // signature manifest is stored; the image is named by digest.
-            registry.attach(&repository, &digest, "sig", &layers);
-            format!("{}@{digest}", registry.name(&repository))
-        };
+    let store = |folder: &str, alter: &dyn Fn(&mut Vec<SignatureLayer>)| {
+        let path = fixtures.join(folder);
+        let manifest = std::fs::read(path.join("manifest.json")).expect("manifest.json");
+        let digest = format!("sha256:{}", sha256_hex(&manifest));
+        let mut layers = Vec::new();
+        for n in 1.. {
+            let Ok(file) = std::fs::read(path.join(format!("signature-{n}"))) else {
+                break;
+            };
+            let body = file
+                .strip_prefix(b"\0sigstore-json")
+                .expect("a sigstore-json signature");
+            let signature: Value = serde_json::from_slice(body).expect("JSON");
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(signature["payload"].as_str().expect("payload"))
+                .expect("base64");
+            let annotations: BTreeMap<String, String> =
+                serde_json::from_value(signature["annotations"].clone()).expect("annotations");
+            layers.push((
+                signature["mimeType"].as_str().expect("mimeType").to_owned(),
+                payload,
+                annotations,
+            ));
+        }
+        alter(&mut layers);
+        let repository = format!("fixtures/{}", folder.trim_start_matches("dir-img-cosign-"));
+        // The registry refuses manifests whose layers it lacks, so only the
+        // signature manifest is stored; the image is named by digest.
+        registry.attach(&repository, &digest, "sig", &layers);
+        format!("{}@{digest}", registry.name(&repository))
+    };
     let unchanged = |_: &mut Vec<_>| {};
     let config = |name: &str, authority: &str| {
         let path = dir.path().join(format!("{name}.yaml"));

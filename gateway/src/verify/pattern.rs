@@ -45,12 +45,11 @@ fn qualify(text: &str) -> String {
     }
 }
 
-/// A `:` after the last `/` that is not a registry's port.
+/// A `:` after the last `/` (a registry's port comes before one).
 fn last_segment_has_tag(text: &str) -> bool {
-    match text.rsplit_once('/') {
-        Some((_, last)) => last.contains(':'),
-        None => false,
-    }
+    text.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
 }
 
 fn glob(pattern: &[u8], name: &[u8]) -> bool {
