@@ -72,7 +72,7 @@ impl CompileCache {
 
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex(&hasher.0.finalize()[..16]);
+        let engine_key = crate::hex(&hasher.0.finalize()[..16]);
         Ok(Self {
             dir: dir.to_path_buf(),
             engine_key,
@@ -126,15 +126,6 @@ impl CompileCache {
         temporary.persist(path)?;
         Ok(())
     }
-}
-
-/// The sha256 of `bytes`, as lowercase hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Feeds `Hash` output into sha256, so the key is stable across Rust releases

@@ -25,8 +25,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 pub use self::cache::CacheError;
-use self::cache::{CompileCache, sha256_hex};
+use self::cache::CompileCache;
 use self::store::EvalState;
+use crate::sha256_hex;
 use bindings::types::Request;
 use bindings::{Policy, PolicyPre};
 

@@ -19,7 +19,6 @@ use base64::Engine as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use sigstore::cosign::bundle::Bundle;
 use sigstore::cosign::payload::SimpleSigning;
 use sigstore::crypto::{CosignVerificationKey, Signature as SignatureBytes};
@@ -139,7 +138,7 @@ impl TrustRoot {
     fn add_log(&mut self, path: &Path, der: &[u8]) -> Result<(), LoadError> {
         let key = CosignVerificationKey::try_from_der(der)
             .map_err(|error| invalid(path, format!("not a usable log key: {error}")))?;
-        self.logs.insert(hex(&Sha256::digest(der)), key);
+        self.logs.insert(crate::sha256_hex(der), key);
         Ok(())
     }
 
@@ -287,7 +286,7 @@ impl Envelope {
         let spec = &body["spec"];
         let ok = match (&self.binding, kind) {
             (Binding::HashedRekord, "hashedrekord") => {
-                spec["data"]["hash"]["value"].as_str() == Some(&hex(&Sha256::digest(&self.signed)))
+                spec["data"]["hash"]["value"].as_str() == Some(&crate::sha256_hex(&self.signed))
                     && spec["signature"]["content"].as_str() == Some(self.signature.as_str())
             }
             (Binding::Intoto { payload_hash }, "intoto") => {
@@ -429,7 +428,7 @@ pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
             signature.sig.clone(),
             &annotations,
             Binding::Intoto {
-                payload_hash: hex(&Sha256::digest(&payload)),
+                payload_hash: crate::sha256_hex(&payload),
             },
         ),
         predicate_type: statement.predicate_type,
@@ -509,7 +508,7 @@ impl Authority {
                     label: format!(
                         "key {} (sha256:{})",
                         key.key.display(),
-                        &hex(&Sha256::digest(der.as_ref()))[..16]
+                        &crate::sha256_hex(der.as_ref())[..16]
                     ),
                     key: verification,
                     tlog: key.tlog.as_deref().map(root).transpose()?,

@@ -18,7 +18,6 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
 
 use super::settings::{ImagesConfig, RegistryConfig};
 
@@ -243,7 +242,7 @@ impl Registry {
             Ok::<_, OciDistributionError>(data)
         };
         let data = self.deadline(reference, read).await?;
-        let digest = format!("sha256:{}", hex(&Sha256::digest(&data)));
+        let digest = format!("sha256:{}", crate::sha256_hex(&data));
         if data.len() > MAX_BLOB || digest != descriptor.digest {
             return Err(invalid(format!(
                 "layer {} does not match its digest",
@@ -428,16 +427,6 @@ fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, RegistryAuth>, St
         auths.insert(host.to_owned(), credentials);
     }
     Ok(auths)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
 }
 
 #[cfg(test)]
