@@ -23,6 +23,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub(crate) const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+pub(crate) const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -180,9 +181,10 @@ impl Registry {
         descriptor
     }
 
-    /// Uploads a manifest under `tag`; returns its digest.
+    /// Uploads a manifest (or index) under `tag`; returns its digest.
     fn manifest(&self, repository: &str, tag: &str, manifest: &Value) -> String {
         let body = serde_json::to_vec(manifest).expect("json");
+        let media_type = manifest["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
         let reference = self.reference(repository, tag);
         self.runtime.block_on(async {
             self.client
@@ -193,7 +195,7 @@ impl Registry {
                 .push_manifest_raw(
                     &reference,
                     body.clone(),
-                    OCI_MANIFEST.parse().expect("a header"),
+                    media_type.parse().expect("a header"),
                 )
                 .await
                 .expect("push a manifest");
@@ -228,6 +230,44 @@ impl Registry {
             &format!("{}.{suffix}", digest.replacen(':', "-", 1)),
             &manifest,
         );
+    }
+}
+
+impl Registry {
+    /// Stores `data` as an OCI 1.1 referrer of `digest`: a manifest whose
+    /// subject is the image, listed in the referrers tag-schema index
+    /// `sha256-<hex>` (this registry has no referrers API; clients fall
+    /// back to the tag).
+    pub(crate) fn refer(&self, repository: &str, digest: &str, media_type: &str, data: &[u8]) {
+        let image = self.reference(repository, "latest");
+        let image = Reference::with_digest(
+            image.registry().to_owned(),
+            repository.to_owned(),
+            digest.to_owned(),
+        );
+        let (subject, _) = self
+            .runtime
+            .block_on(
+                self.client
+                    .pull_manifest_raw(&image, &self.auth(), &[OCI_MANIFEST]),
+            )
+            .expect("the image's manifest");
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": media_type,
+            "config": self.blob(repository, "application/vnd.oci.empty.v1+json", b"{}", None),
+            "layers": [self.blob(repository, media_type, data, None)],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": subject.len()},
+        });
+        let size = serde_json::to_vec(&manifest).expect("json").len();
+        let referrer = self.manifest(repository, "referrer", &manifest);
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": referrer, "size": size, "artifactType": media_type}],
+        });
+        self.manifest(repository, &digest.replacen(':', "-", 1), &index);
     }
 }
 
@@ -302,9 +342,9 @@ impl Log {
         self.key.write_public(path);
     }
 
-    /// A bundle as cosign stores it: `body` entered at `time`, with the
-    /// log's signed entry timestamp.
-    pub(crate) fn bundle(&self, body: &Value, time: i64) -> String {
+    /// The log's entry of `body` at `time`: its payload (body, time, index,
+    /// log ID) and signed entry timestamp.
+    fn entry(&self, body: &Value, time: i64) -> (Value, String) {
         let payload = json!({
             "body": base64(&serde_json::to_vec(body).expect("json")),
             "integratedTime": time,
@@ -312,7 +352,29 @@ impl Log {
             "logID": sha256_hex(&self.key.public_der()),
         });
         let canonical = serde_json_canonicalizer::to_vec(&payload).expect("canonical JSON");
-        json!({"SignedEntryTimestamp": self.key.sign(&canonical), "Payload": payload}).to_string()
+        let timestamp = self.key.sign(&canonical);
+        (payload, timestamp)
+    }
+
+    /// A bundle as cosign stores it: `body` entered at `time`, with the
+    /// log's signed entry timestamp.
+    pub(crate) fn bundle(&self, body: &Value, time: i64) -> String {
+        let (payload, timestamp) = self.entry(body, time);
+        json!({"SignedEntryTimestamp": timestamp, "Payload": payload}).to_string()
+    }
+
+    /// The same entry as a sigstore bundle's `tlogEntries` item.
+    pub(crate) fn tlog_entry(&self, body: &Value, time: i64) -> Value {
+        let (payload, timestamp) = self.entry(body, time);
+        let key_id = Sha256::digest(self.key.public_der());
+        json!({
+            "logIndex": "7",
+            "logId": {"keyId": base64(&key_id)},
+            "kindVersion": {"kind": body["kind"], "version": body["apiVersion"]},
+            "integratedTime": time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": timestamp},
+            "canonicalizedBody": payload["body"],
+        })
     }
 }
 
@@ -451,4 +513,59 @@ pub(crate) fn attestation_layer(
         serde_json::to_vec(&envelope).expect("json"),
         annotations,
     )
+}
+
+/// A sigstore bundle as cosign v3 signs an image with a key: a DSSE
+/// envelope of a `cosign/sign/v1` statement about `digest`, and, with a
+/// log, the log's `dsse` entry of it. `entry_for` signs the entry for
+/// another envelope's signature, to transplant it.
+pub(crate) fn cosign_v3_bundle(
+    name: &str,
+    digest: &str,
+    key: &Key,
+    log: Option<(&Log, i64)>,
+    entry_for: Option<&str>,
+) -> Vec<u8> {
+    let statement = serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    }))
+    .expect("json");
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&statement);
+    let signature = key.sign(&pae);
+    let envelope = json!({
+        "payload": base64(&statement),
+        "payloadType": payload_type,
+        "signatures": [{"sig": signature, "keyid": ""}],
+    });
+    let entries: Vec<Value> = log
+        .map(|(log, time)| {
+            let body = json!({
+                "apiVersion": "0.0.1",
+                "kind": "dsse",
+                "spec": {
+                    "envelopeHash": {"algorithm": "sha256", "value": sha256_hex(&serde_json::to_vec(&envelope).expect("json"))},
+                    "payloadHash": {"algorithm": "sha256", "value": sha256_hex(&statement)},
+                    "signatures": [{"signature": entry_for.unwrap_or(&signature), "verifier": base64(key.public_pem().as_bytes())}],
+                }
+            });
+            log.tlog_entry(&body, time)
+        })
+        .into_iter()
+        .collect();
+    serde_json::to_vec(&json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": entries},
+        "dsseEnvelope": envelope,
+    }))
+    .expect("json")
 }

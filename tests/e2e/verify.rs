@@ -1,6 +1,7 @@
 //! Image verification against a real registry, through `portcullis verify`:
-//! key-based and keyless signatures, attestations, credentials, registry
-//! failures, and the signatures the real cosign made.
+//! key-based and keyless signatures, cosign v3 bundles among the referrers,
+//! attestations, credentials, registry failures, and the signatures the
+//! real cosign made.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::registry_support::{
-    Authority, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer, base64,
-    hashed_rekord, payload, sha256_hex, signed_layer,
+    Authority, BUNDLE, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer,
+    base64, cosign_v3_bundle, hashed_rekord, payload, sha256_hex, signed_layer,
 };
 use crate::support::{Run, portcullis, scratch, shared_fixtures};
 
@@ -690,5 +691,79 @@ fn signatures_made_by_cosign_get_their_verdicts() {
         &fulcio("mitr@redhat.com", github),
         &unlogged_keyless,
         "no transparency-log bundle",
+    );
+}
+
+#[test]
+fn cosign_v3_bundles_are_found_among_the_referrers() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let rekor = Log::new();
+    rekor.write_public(&dir.path().join("rekor.pub"));
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  trust_roots:\n    log: {{rekor: [rekor.pub]}}\n  rules:\n    - {{name: v3, match: [\"{}/**\"], any_of: [{{key: key.pub, tlog: log}}]}}\n",
+            insecure(&registry),
+            registry.host
+        ),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let case = |repository: &str, make: &dyn Fn(&str, &str) -> Vec<u8>| {
+        let digest = registry.push_image(repository, "1", repository);
+        let data = make(&registry.name(repository), &digest);
+        registry.refer(repository, &digest, BUNDLE, &data);
+        registry.name(&format!("{repository}:1"))
+    };
+    // Signed only with a key-based v3 bundle, logged: no `.sig` tag at all.
+    let image = case("keyed", &|name, digest| {
+        cosign_v3_bundle(name, digest, &key, Some((&rekor, now)), None)
+    });
+    let verdict = verified(&config, &image);
+    assert!(
+        verdict["authority"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("key.pub"),
+        "{verdict}"
+    );
+
+    let other = Key::new();
+    refused(
+        &config,
+        &case("other-key", &|name, digest| {
+            cosign_v3_bundle(name, digest, &other, Some((&rekor, now)), None)
+        }),
+        "does not verify with this key",
+    );
+    let elsewhere = registry.push_image("elsewhere", "1", "v3-elsewhere");
+    refused(
+        &config,
+        &case("elsewhere-bundle", &|name, _| {
+            cosign_v3_bundle(name, &elsewhere, &key, Some((&rekor, now)), None)
+        }),
+        "the statement is not about",
+    );
+    refused(
+        &config,
+        &case("unlogged", &|name, digest| {
+            cosign_v3_bundle(name, digest, &key, None, None)
+        }),
+        "no transparency-log bundle",
+    );
+    refused(
+        &config,
+        &case("transplanted-entry", &|name, digest| {
+            cosign_v3_bundle(
+                name,
+                digest,
+                &key,
+                Some((&rekor, now)),
+                Some("c2lnbmF0dXJl"),
+            )
+        }),
+        "about another signature",
     );
 }

@@ -31,6 +31,11 @@ use super::settings::{AuthorityConfig, TrustRootConfig};
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The media type of an attestation layer.
 pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The media type of a sigstore bundle, as cosign v3 stores signatures
+/// (found through the referrers API).
+pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The predicate type of cosign v3's image signature statements.
+const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
@@ -260,8 +265,12 @@ pub struct Envelope {
 enum Binding {
     /// A `hashedrekord` entry: the hash of the signed bytes and the signature.
     HashedRekord,
-    /// An `intoto` entry: the hash of the envelope's payload.
-    Intoto { payload_hash: String },
+    /// An `intoto` or `dsse` entry: the hash of the envelope's payload
+    /// (and, for `dsse`, its signature).
+    Dsse {
+        payload_hash: String,
+        signature: String,
+    },
 }
 
 impl Envelope {
@@ -289,8 +298,22 @@ impl Envelope {
                 spec["data"]["hash"]["value"].as_str() == Some(&crate::sha256_hex(&self.signed))
                     && spec["signature"]["content"].as_str() == Some(self.signature.as_str())
             }
-            (Binding::Intoto { payload_hash }, "intoto") => {
+            (Binding::Dsse { payload_hash, .. }, "intoto") => {
                 spec["content"]["payloadHash"]["value"].as_str() == Some(payload_hash.as_str())
+            }
+            (
+                Binding::Dsse {
+                    payload_hash,
+                    signature,
+                },
+                "dsse",
+            ) => {
+                spec["payloadHash"]["value"].as_str() == Some(payload_hash.as_str())
+                    && spec["signatures"].as_array().is_some_and(|signatures| {
+                        signatures
+                            .iter()
+                            .any(|entry| entry["signature"].as_str() == Some(signature.as_str()))
+                    })
             }
             _ => {
                 return Err(format!(
@@ -358,42 +381,41 @@ pub struct Statement {
     pub predicate: serde_json::Value,
 }
 
-/// Reads one layer of an `.att` manifest: a DSSE envelope holding an
-/// in-toto statement about `digest`.
-pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Dsse {
-        payload_type: String,
-        payload: String,
-        signatures: Vec<DsseSignature>,
-    }
-    #[derive(Deserialize)]
-    struct DsseSignature {
-        sig: String,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct InToto {
-        #[serde(default)]
-        subject: Vec<Subject>,
-        predicate_type: String,
-        #[serde(default)]
-        predicate: serde_json::Value,
-    }
-    #[derive(Deserialize)]
-    struct Subject {
-        #[serde(default)]
-        digest: BTreeMap<String, String>,
-    }
-    if layer.descriptor.media_type != DSSE {
-        return Err(format!(
-            "layer {} is a `{}`, not a DSSE envelope",
-            layer.descriptor.digest, layer.descriptor.media_type
-        ));
-    }
-    let dsse: Dsse = serde_json::from_slice(&layer.data)
-        .map_err(|error| format!("the DSSE envelope is malformed: {error}"))?;
+/// A DSSE envelope as cosign and sigstore write it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Dsse {
+    payload_type: String,
+    payload: String,
+    signatures: Vec<DsseSignature>,
+}
+
+#[derive(Deserialize)]
+struct DsseSignature {
+    sig: String,
+}
+
+/// An in-toto statement.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InToto {
+    #[serde(default)]
+    subject: Vec<InTotoSubject>,
+    predicate_type: String,
+    #[serde(default)]
+    predicate: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct InTotoSubject {
+    #[serde(default)]
+    digest: BTreeMap<String, String>,
+}
+
+/// What a DSSE envelope signs: its pre-authentication encoding (PAE) of an
+/// in-toto statement about `digest`; the statement, the signed bytes, the
+/// signature and the log binding.
+fn open_dsse(dsse: &Dsse, digest: &str) -> Result<(InToto, Vec<u8>, String, Binding), String> {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&dsse.payload)
         .map_err(|_| "the DSSE payload is not base64")?;
@@ -405,7 +427,7 @@ pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
         .iter()
         .any(|subject| subject.digest.get("sha256").map(String::as_str) == Some(hex_digest))
     {
-        return Err(format!("the attestation is not about {digest}"));
+        return Err(format!("the statement is not about {digest}"));
     }
     let [signature] = dsse.signatures.as_slice() else {
         return Err(format!(
@@ -421,18 +443,167 @@ pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
     )
     .into_bytes();
     signed.extend_from_slice(&payload);
+    let binding = Binding::Dsse {
+        payload_hash: crate::sha256_hex(&payload),
+        signature: signature.sig.clone(),
+    };
+    Ok((statement, signed, signature.sig.clone(), binding))
+}
+
+/// Reads one layer of an `.att` manifest: a DSSE envelope holding an
+/// in-toto statement about `digest`.
+pub fn statement(layer: &Layer, digest: &str) -> Result<Statement, String> {
+    if layer.descriptor.media_type != DSSE {
+        return Err(format!(
+            "layer {} is a `{}`, not a DSSE envelope",
+            layer.descriptor.digest, layer.descriptor.media_type
+        ));
+    }
+    let dsse: Dsse = serde_json::from_slice(&layer.data)
+        .map_err(|error| format!("the DSSE envelope is malformed: {error}"))?;
+    let (statement, signed, signature, binding) = open_dsse(&dsse, digest)?;
     let annotations = layer.descriptor.annotations.clone().unwrap_or_default();
     Ok(Statement {
-        envelope: Envelope::from_annotations(
-            signed,
-            signature.sig.clone(),
-            &annotations,
-            Binding::Intoto {
-                payload_hash: crate::sha256_hex(&payload),
-            },
-        ),
+        envelope: Envelope::from_annotations(signed, signature, &annotations, binding),
         predicate_type: statement.predicate_type,
         predicate: statement.predicate,
+    })
+}
+
+/// Reads a sigstore bundle (v0.3) found through the referrers API, as
+/// cosign v3 signs images: a DSSE envelope of a `cosign/sign/v1` statement
+/// about `digest`, with the certificate (or only a hint of the key) and the
+/// log entry beside it. Key-based ones are read too, which sigstore-rs's own
+/// bundle path skips.
+pub fn bundle(layer: &Layer, digest: &str) -> Result<Signature, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Bundle {
+        media_type: String,
+        verification_material: Material,
+        #[serde(default)]
+        dsse_envelope: Option<Dsse>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Material {
+        #[serde(default)]
+        certificate: Option<Raw>,
+        #[serde(default)]
+        x509_certificate_chain: Option<Chain>,
+        #[serde(default)]
+        tlog_entries: Vec<TlogEntry>,
+    }
+    #[derive(Deserialize)]
+    struct Chain {
+        certificates: Vec<Raw>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Raw {
+        raw_bytes: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TlogEntry {
+        log_index: serde_json::Value,
+        log_id: LogId,
+        integrated_time: serde_json::Value,
+        #[serde(default)]
+        inclusion_promise: Option<Promise>,
+        canonicalized_body: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LogId {
+        key_id: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Promise {
+        signed_entry_timestamp: String,
+    }
+    // Protobuf's JSON writes 64-bit integers as strings.
+    let int = |value: &serde_json::Value| {
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+    };
+    let decode = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).ok();
+    let pem = |raw: &Raw| {
+        decode(&raw.raw_bytes).map(|der| {
+            let text = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> = text
+                .as_bytes()
+                .chunks(64)
+                .map(|line| std::str::from_utf8(line).unwrap_or_default())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        })
+    };
+    let bundle: Bundle = serde_json::from_slice(&layer.data)
+        .map_err(|error| format!("the sigstore bundle is malformed: {error}"))?;
+    if !bundle
+        .media_type
+        .starts_with("application/vnd.dev.sigstore.bundle")
+    {
+        return Err(format!("`{}` is not a sigstore bundle", bundle.media_type));
+    }
+    let dsse = bundle
+        .dsse_envelope
+        .ok_or("the bundle signs a message digest, not an in-toto statement; cosign signs images with statements")?;
+    let (statement, signed, signature, binding) = open_dsse(&dsse, digest)?;
+    if statement.predicate_type != COSIGN_SIGN {
+        return Err(format!(
+            "the bundle's statement is a `{}`, not a cosign image signature",
+            statement.predicate_type
+        ));
+    }
+    let material = bundle.verification_material;
+    let mut certificates: Vec<String> = material
+        .certificate
+        .iter()
+        .chain(
+            material
+                .x509_certificate_chain
+                .iter()
+                .flat_map(|chain| &chain.certificates),
+        )
+        .map(|raw| pem(raw).ok_or("a certificate in the bundle is not base64"))
+        .collect::<Result<_, _>>()?;
+    let certificate = (!certificates.is_empty()).then(|| certificates.remove(0));
+    let chain = (!certificates.is_empty()).then(|| certificates.concat());
+    // The log entry, in the shape of cosign's older bundle annotation, so
+    // one check serves both.
+    let entry = material.tlog_entries.first().and_then(|entry| {
+        let promise = entry.inclusion_promise.as_ref()?;
+        let log_id = crate::hex(&decode(&entry.log_id.key_id)?);
+        Some(
+            serde_json::json!({
+                "SignedEntryTimestamp": promise.signed_entry_timestamp,
+                "Payload": {
+                    "body": entry.canonicalized_body,
+                    "integratedTime": int(&entry.integrated_time)?,
+                    "logIndex": int(&entry.log_index)?,
+                    "logID": log_id,
+                }
+            })
+            .to_string(),
+        )
+    });
+    Ok(Signature {
+        envelope: Envelope {
+            signed,
+            signature,
+            certificate,
+            chain,
+            bundle: entry,
+            binding,
+        },
+        digest: digest.to_owned(),
     })
 }
 

@@ -331,12 +331,21 @@ impl Verifier {
             found: Vec::new(),
         };
         let tag = |suffix: &str| format!("{}.{suffix}", digest.replacen(':', "-", 1));
-        let layers = match self.registry.layers(reference, &tag("sig")).await {
-            Ok(layers) => layers,
-            Err(RegistryError::NotFound) => {
-                checked.reason = Some(Failure::Unsigned(Vec::new()));
-                return checked;
-            }
+        // Cosign's `.sig` tag, then sigstore bundles among the referrers
+        // (cosign v3).
+        let found = async {
+            let layers = match self.registry.layers(reference, &tag("sig")).await {
+                Err(RegistryError::NotFound) => Vec::new(),
+                layers => layers?,
+            };
+            let bundles = self
+                .registry
+                .referrers(reference, digest, cosign::BUNDLE)
+                .await?;
+            Ok::<_, RegistryError>((layers, bundles))
+        };
+        let (layers, bundles) = match found.await {
+            Ok(found) => found,
             Err(error) => {
                 checked.reason = Some(Failure::Registry(error));
                 return checked;
@@ -344,8 +353,12 @@ impl Verifier {
         };
         let mut signatures = Vec::new();
         let mut skipped = Vec::new();
-        for layer in &layers {
-            match cosign::signature(layer, digest) {
+        let read = layers
+            .iter()
+            .map(|layer| cosign::signature(layer, digest))
+            .chain(bundles.iter().map(|layer| cosign::bundle(layer, digest)));
+        for signature in read {
+            match signature {
                 Ok(signature) => signatures.push(signature),
                 Err(why) => skipped.push(why),
             }

@@ -194,24 +194,81 @@ impl Registry {
             reference.repository().to_owned(),
             tag.to_owned(),
         );
-        let auth = self.auth(&at);
+        let mut layers = Vec::new();
+        self.manifest_layers(&at, None, &mut layers).await?;
+        Ok(layers)
+    }
+
+    /// The layers of `media_type` in the manifests that refer to `digest`
+    /// in `reference`'s repository: the OCI 1.1 referrers API, or its tag
+    /// schema where the registry lacks the API. oci-client reads a missing
+    /// or failing tag-schema index as empty; the `.sig` tag read before this
+    /// has already told an unreachable registry apart.
+    pub async fn referrers(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        media_type: &str,
+    ) -> Result<Vec<Layer>, RegistryError> {
+        let at = Reference::with_digest(
+            reference.registry().to_owned(),
+            reference.repository().to_owned(),
+            digest.to_owned(),
+        );
+        // pull_referrers takes no credentials; it uses the stored ones.
+        self.client
+            .store_auth_if_needed(at.resolve_registry(), self.auth(&at))
+            .await;
+        let index = match self
+            .deadline(&at, self.client.pull_referrers(&at, Some(media_type)))
+            .await
+        {
+            Ok(index) => index,
+            Err(RegistryError::NotFound) => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut layers = Vec::new();
+        for entry in index.manifests.iter().take(MAX_LAYERS) {
+            let referrer = Reference::with_digest(
+                at.registry().to_owned(),
+                at.repository().to_owned(),
+                entry.digest.clone(),
+            );
+            self.manifest_layers(&referrer, Some(media_type), &mut layers)
+                .await?;
+        }
+        Ok(layers)
+    }
+
+    /// Adds the layers of the image manifest at `at` (those of `media_type`
+    /// only, if given) to `layers`, up to [`MAX_LAYERS`] in all.
+    async fn manifest_layers(
+        &self,
+        at: &Reference,
+        media_type: Option<&str>,
+        layers: &mut Vec<Layer>,
+    ) -> Result<(), RegistryError> {
+        let auth = self.auth(at);
         let (raw, _) = self
-            .deadline(
-                &at,
-                self.client.pull_manifest_raw(&at, auth, MANIFEST_TYPES),
-            )
+            .deadline(at, self.client.pull_manifest_raw(at, auth, MANIFEST_TYPES))
             .await?;
         let manifest: OciImageManifest =
             serde_json::from_slice(&raw).map_err(|error| RegistryError::Invalid {
                 registry: at.registry().to_owned(),
-                detail: format!("the manifest of {tag} is not an image manifest: {error}"),
+                detail: format!("the manifest {at} is not an image manifest: {error}"),
             })?;
-        let mut layers = Vec::with_capacity(manifest.layers.len().min(MAX_LAYERS));
-        for descriptor in manifest.layers.into_iter().take(MAX_LAYERS) {
-            let data = self.blob(&at, &descriptor).await?;
+        let wanted = manifest
+            .layers
+            .into_iter()
+            .filter(|layer| media_type.is_none_or(|wanted| layer.media_type == wanted));
+        for descriptor in wanted {
+            if layers.len() >= MAX_LAYERS {
+                break;
+            }
+            let data = self.blob(at, &descriptor).await?;
             layers.push(Layer { descriptor, data });
         }
-        Ok(layers)
+        Ok(())
     }
 
     /// One blob, at most [`MAX_BLOB`] bytes, matching its digest.
