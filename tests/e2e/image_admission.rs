@@ -221,6 +221,16 @@ fn the_webhook_pins_verified_images_and_denies_the_rest() {
         "{message}"
     );
 
+    // The second look at the signed image came from the verdict cache.
+    let (_, metrics) = client.get("/metrics");
+    for line in [
+        "portcullis_image_verifications_total{outcome=\"verified\",cache=\"miss\"} 1",
+        "portcullis_image_verifications_total{outcome=\"verified\",cache=\"hit\"} 1",
+        "portcullis_image_verifications_total{outcome=\"denied\",cache=\"miss\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
     // Policies judge attested predicates.
     let in_builds = |image: &str| {
         let mut review = review("CREATE", ("", "v1", "Pod"), "pods", None, pod(image));

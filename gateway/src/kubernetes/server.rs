@@ -152,11 +152,12 @@ impl Webhook {
                 .await
                 .map(|decision| (decision, Vec::new())),
         };
-        let (decision, _) = match decided {
+        let (decision, verdicts) = match decided {
             Ok(decided) => decided,
             Err(never) => match never {},
         };
         self.metrics.record(endpoint, &decision, started.elapsed());
+        self.metrics.images(&verdicts);
         let answer = review::response(version, &request, &decision, endpoint == Endpoint::mutate);
         json(StatusCode::OK, answer.to_string())
     }

@@ -10,7 +10,10 @@
 //! - `policy_evaluation_duration_seconds{policy}`: one evaluation, fresh
 //!   instance included;
 //! - `policy_errors_total{policy, kind}`: failures by kind (`timeout`,
-//!   `memory`, `trap`, `invalid`).
+//!   `memory`, `trap`, `invalid`);
+//! - `image_verifications_total{outcome, cache}`: images verified
+//!   (`verified`, `admitted` unverified by the default, `denied`), and
+//!   whether the verdict cache answered (`hit`, `miss`).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::admission::{Decision, Outcome};
+use crate::verify::ImageVerdict;
 
 /// The webhook endpoint a review came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
@@ -61,6 +65,12 @@ struct DecisionLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ImageLabels {
+    outcome: &'static str,
+    cache: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PolicyLabels {
     policy: String,
 }
@@ -79,6 +89,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     evaluation_duration: Family<PolicyLabels, Histogram, fn() -> Histogram>,
     errors: Family<ErrorLabels, Counter>,
+    images: Family<ImageLabels, Counter>,
 }
 
 /// 10 µs to about 10 s, doubling: evaluations are tens of microseconds,
@@ -113,6 +124,12 @@ impl Default for Metrics {
             evaluation_duration.clone(),
         );
         registry.register("policy_errors", "Policy failures by kind", errors.clone());
+        let images = Family::default();
+        registry.register(
+            "image_verifications",
+            "Images verified, by outcome and verdict-cache use",
+            images.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -120,6 +137,7 @@ impl Default for Metrics {
             decisions,
             evaluation_duration,
             errors,
+            images,
         }
     }
 }
@@ -164,6 +182,21 @@ impl Metrics {
                     policy: policy.name.clone(),
                 })
                 .observe(policy.duration.as_secs_f64());
+        }
+    }
+
+    /// Records the verdicts on a review's images.
+    pub fn images(&self, verdicts: &[ImageVerdict]) {
+        for verdict in verdicts {
+            let outcome = match (verdict.verified, verdict.allowed) {
+                (true, _) => "verified",
+                (false, true) => "admitted",
+                (false, false) => "denied",
+            };
+            let cache = if verdict.cached { "hit" } else { "miss" };
+            self.images
+                .get_or_create(&ImageLabels { outcome, cache })
+                .inc();
         }
     }
 

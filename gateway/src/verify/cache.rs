@@ -39,14 +39,16 @@ impl<V: Clone> Cache<V> {
     }
 
     /// The cached value of `key`, or the one `check` produces; `check`
-    /// returns the value and whether to keep it.
-    pub async fn get_or_check<F, Fut>(&self, key: Key, check: F) -> V
+    /// returns the value and whether to keep it. Also says whether the
+    /// value came from the cache (or another request's lookup) rather than
+    /// from this call's `check`.
+    pub async fn get_or_check<F, Fut>(&self, key: Key, check: F) -> (V, bool)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = (V, bool)>,
     {
         if self.capacity == 0 {
-            return check().await.0;
+            return (check().await.0, false);
         }
         let cell = {
             let mut entries = self
@@ -74,11 +76,13 @@ impl<V: Clone> Cache<V> {
         };
         // Only the request that ran the lookup learns whether to keep it.
         let mut keep = true;
-        let keep_flag = &mut keep;
+        let mut ran = false;
+        let (keep_flag, ran_flag) = (&mut keep, &mut ran);
         let value = cell
             .get_or_init(|| async move {
                 let (value, worth_keeping) = check().await;
                 *keep_flag = worth_keeping;
+                *ran_flag = true;
                 value
             })
             .await
@@ -95,7 +99,7 @@ impl<V: Clone> Cache<V> {
                 entries.remove(&key);
             }
         }
-        value
+        (value, !ran)
     }
 
     /// Makes room: expired entries go, then the oldest.
@@ -154,13 +158,17 @@ mod tests {
             let _ = release.send(true);
         };
         let (answers, ()) = tokio::join!(all, released);
+        let fresh = answers.iter().filter(|(_, cached)| !cached).count();
+        assert_eq!(fresh, 1, "one lookup, four shared answers");
+        let answers: Vec<&str> = answers.iter().map(|(answer, _)| *answer).collect();
         assert_eq!(answers, vec!["verified"; 5]);
         assert_eq!(lookups.load(Ordering::SeqCst), 1);
         // And it stays.
         assert_eq!(
             cache
                 .get_or_check(key("a"), || async { ("again", true) })
-                .await,
+                .await
+                .0,
             "verified"
         );
     }
@@ -171,14 +179,16 @@ mod tests {
         assert_eq!(
             cache
                 .get_or_check(key("a"), || async { ("unreachable", false) })
-                .await,
+                .await
+                .0,
             "unreachable"
         );
         assert!(cache.is_empty());
         assert_eq!(
             cache
                 .get_or_check(key("a"), || async { ("verified", true) })
-                .await,
+                .await
+                .0,
             "verified"
         );
     }
@@ -188,19 +198,23 @@ mod tests {
         let cache = Cache::new(2, Duration::from_secs(60));
         cache
             .get_or_check(key("a"), || async { ("a1", true) })
-            .await;
+            .await
+            .0;
         tokio::time::advance(Duration::from_secs(1)).await;
         cache
             .get_or_check(key("b"), || async { ("b1", true) })
-            .await;
+            .await
+            .0;
         cache
             .get_or_check(key("c"), || async { ("c1", true) })
-            .await;
+            .await
+            .0;
         assert_eq!(cache.len(), 2);
         assert_eq!(
             cache
                 .get_or_check(key("a"), || async { ("a2", true) })
-                .await,
+                .await
+                .0,
             "a2",
             "a was the oldest"
         );
@@ -208,7 +222,8 @@ mod tests {
         assert_eq!(
             cache
                 .get_or_check(key("c"), || async { ("c2", true) })
-                .await,
+                .await
+                .0,
             "c2",
             "c expired"
         );

@@ -101,6 +101,8 @@ pub struct ImageVerdict {
     pub attestations: Vec<Attestation>,
     /// Each signature and attestation found, and what became of it.
     pub found: Vec<String>,
+    /// Whether the registry's answers came from the verdict cache.
+    pub cached: bool,
 }
 
 /// A verified in-toto attestation.
@@ -270,6 +272,7 @@ impl Verifier {
             reason: None,
             attestations: Vec::new(),
             found: Vec::new(),
+            cached: false,
         };
         let reference = match Reference::try_from(written) {
             Ok(reference) => reference,
@@ -301,7 +304,7 @@ impl Verifier {
             }
         };
         verdict.digest = Some(digest.clone());
-        let checked = self
+        let (checked, cached) = self
             .cache
             .get_or_check((digest.clone(), index), || async {
                 let checked = self.check(&reference, &digest, rule).await;
@@ -316,6 +319,7 @@ impl Verifier {
         verdict.reason = checked.reason.as_ref().map(ToString::to_string);
         verdict.attestations = checked.attestations.clone();
         verdict.found = checked.found.clone();
+        verdict.cached = cached;
         verdict
     }
 
