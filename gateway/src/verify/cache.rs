@@ -198,17 +198,14 @@ mod tests {
         let cache = Cache::new(2, Duration::from_secs(60));
         cache
             .get_or_check(key("a"), || async { ("a1", true) })
-            .await
-            .0;
+            .await;
         tokio::time::advance(Duration::from_secs(1)).await;
         cache
             .get_or_check(key("b"), || async { ("b1", true) })
-            .await
-            .0;
+            .await;
         cache
             .get_or_check(key("c"), || async { ("c1", true) })
-            .await
-            .0;
+            .await;
         assert_eq!(cache.len(), 2);
         assert_eq!(
             cache
