@@ -958,6 +958,52 @@ policies:
                 "policies[0]",
                 "missing field `module`",
             ),
+            (
+                "images: {rules: [{match: [\"nginx:1.27\"], any_of: [{key: k.pub}]}]}",
+                "images.rules[0].match",
+                "not an image pattern",
+            ),
+            (
+                "images: {rules: [{match: [\"**\"]}]}",
+                "images.rules[0].any_of",
+                "at least one authority",
+            ),
+            (
+                "images: {rules: [{match: [\"**\"], any_of: [{key: k.pub, keyless: {trust_root: r, subject: s}}]}]}",
+                "images.rules[0].any_of[0]",
+                "an authority is",
+            ),
+            (
+                "images: {rules: [{match: [\"**\"], any_of: [{keyless: {trust_root: nowhere, subject: s}}]}]}",
+                "images.rules[0].any_of[0].keyless.trust_root",
+                "no trust root named `nowhere`",
+            ),
+            (
+                "images: {trust_roots: {r: {ca: [c.pem]}}, rules: [{match: [\"**\"], any_of: [{keyless: {trust_root: r, subject_regex: \"(\"}}]}]}",
+                "images.rules[0].any_of[0].keyless.subject_regex",
+                "not a regular expression",
+            ),
+            (
+                "images: {trust_roots: {r: {}}}",
+                "images.trust_roots.r",
+                "needs `trusted_root`, `ca` or `rekor`",
+            ),
+            (
+                "images: {registries: {r.io: {password: x}}}",
+                "images.registries.r.io.username",
+                "needs a `username`",
+            ),
+            (
+                "images: {default: maybe}",
+                "images.default",
+                "unknown variant",
+            ),
+            ("images: {timeout: 2m}", "images.timeout", "at most 60s"),
+            (
+                "images: {cache: {size: 3}}",
+                "images.cache",
+                "unknown field `size`",
+            ),
         ] {
             let message = error(text);
             assert!(

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::registry_support::{
@@ -166,9 +167,28 @@ fn key_signatures_are_verified_and_each_forgery_named() {
         &registry.name("team/good:2"),
         "not found in the registry",
     );
-}
 
-use base64::Engine as _;
+    // What cannot be used at all: exit 2, with the reason.
+    let unusable = |config: &Path, image: &str, words: &str| {
+        let run = portcullis([
+            "verify".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            image.as_ref(),
+        ]);
+        assert_eq!(run.status, 2, "{run:?}");
+        assert!(run.stderr.contains(words), "{words}: {run:?}");
+    };
+    unusable(&config, "Not A/Reference", "is not an image reference");
+    unusable(
+        &images_config(dir.path(), "  default: sometimes\n"),
+        "nginx",
+        "images.default",
+    );
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "policies: []\n").expect("write");
+    unusable(&plain, "nginx", "no `images` section");
+}
 
 #[test]
 fn credentials_are_used_and_registry_failures_are_not_called_unsigned() {
