@@ -142,6 +142,39 @@ impl Registry {
         self.manifest(repository, tag, &manifest)
     }
 
+    /// Pushes a multi-architecture index as `repository:tag` over images of
+    /// its own (amd64 and arm64); returns the index's digest and the
+    /// platform images' digests.
+    pub(crate) fn push_index(&self, repository: &str, tag: &str) -> (String, Vec<String>) {
+        let platforms = ["amd64", "arm64"];
+        let mut entries = Vec::new();
+        let mut digests = Vec::new();
+        for architecture in platforms {
+            let digest =
+                self.push_image(repository, architecture, &format!("{tag}-{architecture}"));
+            let reference =
+                Reference::with_digest(self.host.clone(), repository.to_owned(), digest.clone());
+            let (body, _) = self
+                .runtime
+                .block_on(
+                    self.client
+                        .pull_manifest_raw(&reference, &self.auth(), &[OCI_MANIFEST]),
+                )
+                .expect("the platform manifest");
+            entries.push(json!({
+                "mediaType": OCI_MANIFEST, "digest": digest, "size": body.len(),
+                "platform": {"architecture": architecture, "os": "linux"},
+            }));
+            digests.push(digest);
+        }
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        });
+        (self.manifest(repository, tag, &index), digests)
+    }
+
     /// The digest `repository:tag` points at.
     pub(crate) fn digest(&self, repository: &str, tag: &str) -> String {
         let reference = self.reference(repository, tag);

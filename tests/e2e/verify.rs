@@ -787,3 +787,37 @@ fn cosign_v3_bundles_are_found_among_the_referrers() {
         "about another signature",
     );
 }
+
+/// Cosign signs what a tag resolves to: for a multi-architecture image, the
+/// index. The index verifies by its own digest; a platform image the index
+/// lists does not, unless it was signed too (`cosign sign --recursive`).
+#[test]
+fn a_multi_architecture_index_is_verified_by_its_own_digest() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  rules:\n    - {{name: multi, match: [\"{}/**\"], any_of: [{{key: key.pub}}]}}\n",
+            insecure(&registry),
+            registry.host
+        ),
+    );
+    let (index, platforms) = registry.push_index("multi", "1");
+    let signed = payload(&registry.name("multi"), &index);
+    registry.attach(
+        "multi",
+        &index,
+        "sig",
+        &[signed_layer(signed.clone(), key.sign(&signed))],
+    );
+    let verdict = verified(&config, &registry.name("multi:1"));
+    assert_eq!(verdict["digest"], index.as_str());
+    refused(
+        &config,
+        &format!("{}@{}", registry.name("multi"), platforms[0]),
+        "no signature",
+    );
+}

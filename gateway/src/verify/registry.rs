@@ -442,6 +442,8 @@ struct DockerAuth {
     password: Option<String>,
     #[serde(default, rename = "identitytoken")]
     identity_token: Option<String>,
+    #[serde(default, rename = "registrytoken")]
+    registry_token: Option<String>,
 }
 
 /// Reads the credentials of a docker `config.json`, keyed by registry host
@@ -462,6 +464,8 @@ fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, RegistryAuth>, St
             host
         };
         let credentials = match (&entry.auth, &entry.username, &entry.identity_token) {
+            // A bearer token for the registry itself, sent as is.
+            _ if let Some(token) = &entry.registry_token => RegistryAuth::Bearer(token.clone()),
             (Some(encoded), _, _) if !encoded.is_empty() => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
@@ -496,7 +500,8 @@ mod tests {
             br#"{"auths": {
                 "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
                 "127.0.0.1:5000": {"username": "u", "password": "p"},
-                "ghcr.io": {}
+                "ghcr.io": {},
+                "quay.io": {"registrytoken": "t0ken"}
             }, "credsStore": "desktop"}"#,
         )
         .expect("a valid config");
@@ -509,6 +514,10 @@ mod tests {
             Some(&RegistryAuth::Basic("u".into(), "p".into()))
         );
         assert!(!auths.contains_key("ghcr.io"));
+        assert_eq!(
+            auths.get("quay.io"),
+            Some(&RegistryAuth::Bearer("t0ken".into()))
+        );
     }
 
     #[test]
