@@ -1,4 +1,5 @@
-//! The verdict cache: bounded in entries and time, keyed by digest and rule.
+//! The verdict cache: bounded in entries and time, keyed by digest (with
+//! its repository) and rule.
 //!
 //! Concurrent requests for the same key share one lookup: the first starts
 //! it, the others wait for its answer. Only answers the caller marks as

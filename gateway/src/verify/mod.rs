@@ -306,7 +306,9 @@ impl Verifier {
         verdict.digest = Some(digest.clone());
         let (checked, cached) = self
             .cache
-            .get_or_check((digest.clone(), index), || async {
+            // Signatures live beside the image in its repository, so the
+            // repository is part of the key with the digest.
+            .get_or_check((format!("{name}@{digest}"), index), || async {
                 let checked = self.check(&reference, &digest, rule).await;
                 let keep = checked.verified;
                 (Arc::new(checked), keep)
