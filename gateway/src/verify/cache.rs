@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 type Key = (String, usize);
 
-/// A cache of `V` by (digest, rule index).
+/// A cache of `V` by (`repository@digest`, rule index).
 pub struct Cache<V> {
     entries: Mutex<HashMap<Key, Entry<V>>>,
     capacity: usize,
