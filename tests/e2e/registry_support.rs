@@ -13,6 +13,7 @@ use base64::Engine as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
@@ -53,11 +54,6 @@ impl Registry {
     /// Starts a registry; with `credentials`, it requires them (htpasswd).
     pub(crate) fn start(credentials: Option<(&str, &str)>) -> Self {
         let dir = scratch();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let host = format!("127.0.0.1:{port}");
         let auth = match credentials {
             Some((user, password)) => {
                 let hash = bcrypt::hash(password, 4).expect("bcrypt");
@@ -70,6 +66,28 @@ impl Registry {
             }
             None => String::new(),
         };
+        Self::launch(dir, &auth, credentials)
+    }
+
+    /// Starts a registry that takes bearer tokens from a token service of
+    /// the test's own, which hands them to the holder of `credentials`, as
+    /// Docker Hub and most hosted registries do.
+    pub(crate) fn with_token_service(credentials: (&str, &str)) -> Self {
+        let dir = scratch();
+        let realm = token_service(dir.path(), credentials);
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: portcullis-test\n    issuer: portcullis-test-tokens\n    rootcertbundle: {}\n",
+            dir.path().join("token-ca.pem").display()
+        );
+        Self::launch(dir, &auth, Some(credentials))
+    }
+
+    fn launch(dir: tempfile::TempDir, auth: &str, credentials: Option<(&str, &str)>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("registry.yml");
         std::fs::write(
             &config,
@@ -352,7 +370,12 @@ impl Key {
 
     /// A signature of `message`, base64 as cosign stores it.
     pub(crate) fn sign(&self, message: &[u8]) -> String {
-        base64(&self.signer.sign(message).expect("sign"))
+        base64(&self.sign_der(message))
+    }
+
+    /// A signature of `message`, DER.
+    pub(crate) fn sign_der(&self, message: &[u8]) -> Vec<u8> {
+        self.signer.sign(message).expect("sign")
     }
 
     /// Writes the public key to `path`.
@@ -601,4 +624,103 @@ pub(crate) fn cosign_v3_bundle(
         "dsseEnvelope": envelope,
     }))
     .expect("json")
+}
+
+/// Runs a token service for a registry: `GET /token?scope=…` with the right
+/// basic credentials gets a JWT granting the scopes asked for, signed by a
+/// key whose certificate (in the header) chains to `token-ca.pem`, written
+/// into `dir`. Returns the realm URL.
+fn token_service(dir: &Path, (user, password): (&str, &str)) -> String {
+    let authority = Authority::new("portcullis test token CA");
+    authority.write(&dir.join("token-ca.pem"));
+    let key = Key::new();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let certificate = authority.issue(&key, "tokens@test.example", "tokens", now - 60, now + 3600);
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(certificate.as_bytes())
+        .expect("the token certificate");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token service");
+    let realm = format!("http://{}/token", listener.local_addr().expect("address"));
+    let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0
+                    || line == "\r\n"
+                {
+                    break;
+                }
+                head.push(line);
+            }
+            let target = head
+                .first()
+                .and_then(|line| line.split(' ').nth(1))
+                .unwrap_or_default();
+            let authorized = head.iter().any(|line| {
+                line.split_once(':').is_some_and(|(name, value)| {
+                    name.eq_ignore_ascii_case("authorization") && value.trim() == expected
+                })
+            });
+            let scopes: Vec<Value> = target
+                .split_once('?')
+                .map(|(_, query)| query)
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|pair| pair.strip_prefix("scope="))
+                .filter_map(|scope| {
+                    let scope = scope.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/");
+                    let mut parts = scope.splitn(3, ':');
+                    let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                    Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                })
+                .collect();
+            let answer = if authorized {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let header = json!({"alg": "ES256", "typ": "JWT", "x5c": [base64(der.as_ref())]});
+                let claims = json!({
+                    "iss": "portcullis-test-tokens", "sub": "ci", "aud": "portcullis-test",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", scopes.len()),
+                    "access": scopes,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    url(header.to_string().as_bytes()),
+                    url(claims.to_string().as_bytes())
+                );
+                let signature = raw_ecdsa(&key.sign_der(signing_input.as_bytes()));
+                let token = format!("{signing_input}.{}", url(&signature));
+                let body =
+                    json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = std::io::Write::write_all(&mut &stream, answer.as_bytes());
+        }
+    });
+    realm
+}
+
+/// An ECDSA P-256 signature from DER (a sequence of two integers) to the
+/// 64 bytes of r and s that JWTs carry.
+fn raw_ecdsa(der: &[u8]) -> Vec<u8> {
+    let integer = |at: usize| {
+        assert_eq!(der[at], 0x02, "an ASN.1 integer");
+        let length = usize::from(der[at + 1]);
+        let value = &der[at + 2..at + 2 + length];
+        let value = &value[value.len().saturating_sub(32)..];
+        let mut fixed = vec![0; 32 - value.len()];
+        fixed.extend_from_slice(value);
+        (fixed, at + 2 + length)
+    };
+    let (r, next) = integer(2);
+    let (s, _) = integer(next);
+    [r, s].concat()
 }

@@ -263,6 +263,32 @@ fn credentials_are_used_and_registry_failures_are_not_called_unsigned() {
     );
     refused(&wrong, &image, "refused access");
 
+    // A registry that takes bearer tokens from a token service: the
+    // credentials buy a token.
+    let hub = Registry::with_token_service(("ci", "s3cret"));
+    let digest = hub.push_image("app", "1", "token");
+    let signed = payload(&hub.name("app"), &digest);
+    hub.attach(
+        "app",
+        &digest,
+        "sig",
+        &[signed_layer(signed.clone(), key.sign(&signed))],
+    );
+    let with_token = images_config(
+        dir.path(),
+        &format!(
+            "  registries:\n    \"{}\": {{insecure: true, username: ci, password: s3cret}}\n{}",
+            hub.host,
+            rules(&hub.host)
+        ),
+    );
+    verified(&with_token, &hub.name("app:1"));
+    let without = images_config(
+        dir.path(),
+        &format!("{}{}", insecure(&hub), rules(&hub.host)),
+    );
+    refused(&without, &hub.name("app:1"), "refused access");
+
     // Nothing listening: unreachable, not unsigned.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let host = closed.local_addr().expect("address").to_string();
