@@ -696,7 +696,12 @@ impl Authority {
                         )?)
                     }
                     (Some(subject), None) => Subject::Exact(subject.clone()),
-                    (None, None) => Subject::Regex(regex::Regex::new("^$").expect("a valid regex")),
+                    (None, None) => {
+                        return Err(LoadError::Invalid {
+                            path: "subject".into(),
+                            reason: "a keyless authority needs `subject` or `subject_regex`".into(),
+                        });
+                    }
                 };
                 let shown = keyless
                     .subject

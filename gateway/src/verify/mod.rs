@@ -28,7 +28,7 @@ use self::cache::Cache;
 use self::cosign::{Authority, TrustRoot};
 use self::pattern::Pattern;
 use self::registry::{Registry, RegistryError};
-use self::settings::{Default, ImagesConfig};
+use self::settings::{ImagesConfig, Unmatched};
 
 /// Why the `images` section cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub enum SetupError {
 /// Verifies images against the configured rules.
 pub struct Verifier {
     rules: Vec<Rule>,
-    default: Default,
+    default: Unmatched,
     registry: Registry,
     cache: Cache<Arc<Checked>>,
 }
@@ -283,7 +283,7 @@ impl Verifier {
         };
         let name = format!("{}/{}", reference.registry(), reference.repository());
         let Some((index, rule)) = self.rule(&name) else {
-            verdict.allowed = self.default == Default::Allow;
+            verdict.allowed = self.default == Unmatched::Allow;
             if !verdict.allowed {
                 verdict.reason = Some(format!(
                     "no image rule matches {name}, and unmatched images are denied"

@@ -19,7 +19,7 @@ pub const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ImagesConfig {
     /// What happens to images no rule matches.
     #[serde(default)]
-    pub default: Default,
+    pub default: Unmatched,
     /// The rules; the first whose `match` fits an image applies.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -48,7 +48,7 @@ pub struct ImagesConfig {
 /// What happens to an image no rule matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Default {
+pub enum Unmatched {
     /// Refused: only what a rule vouches for runs.
     #[default]
     Deny,
@@ -221,7 +221,7 @@ pub struct CacheConfig {
     pub ttl: Duration,
 }
 
-impl std::default::Default for CacheConfig {
+impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             entries: default_cache_entries(),
