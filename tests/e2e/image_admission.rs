@@ -24,6 +24,17 @@ fn refused(output: &std::process::Output, words: &str) {
     );
 }
 
+/// Image names this test gave on the engine, removed when dropped.
+struct Untag(Vec<String>);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let mut args = vec!["rmi", "--no-prune"];
+        args.extend(self.0.iter().map(String::as_str));
+        let _ = engine(&args);
+    }
+}
+
 /// Signs `digest` of `repository` with `key`, as cosign would.
 fn sign(registry: &Registry, key: &Key, repository: &str, digest: &str) {
     let signed = payload(&registry.name(repository), digest);
@@ -69,11 +80,20 @@ fn docker_runs_only_verified_images_pinned_to_their_digest() {
             &dir.path().display().to_string(),
         ],
     ));
+    let mut tags = Untag(vec![signed.clone(), unsigned.clone(), impostor.to_owned()]);
     for (local, remote) in [(IMAGE, &signed), (impostor, &unsigned)] {
         succeeds(&engine(&["tag", local, remote]));
         succeeds(&engine(&["push", remote]));
     }
     let digest = registry.digest("signed/app", "1");
+    // The engine also keeps what it pushed by digest.
+    tags.0
+        .push(format!("{}@{digest}", registry.name("signed/app")));
+    tags.0.push(format!(
+        "{}@{}",
+        registry.name("signed/unsigned"),
+        registry.digest("signed/unsigned", "1")
+    ));
     sign(&registry, &key, "signed/app", &digest);
 
     let dir = scratch();
