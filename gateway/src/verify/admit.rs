@@ -194,7 +194,7 @@ impl Verifier {
             return Ok((decision, verdicts));
         }
         if pin && decision.allowed {
-            let operations: Vec<json_patch::PatchOperation> = fields
+            let pins: Result<Vec<json_patch::PatchOperation>, String> = fields
                 .iter()
                 .filter_map(|(pointer, image)| {
                     let pinned = verdicts
@@ -205,16 +205,22 @@ impl Verifier {
                         serde_json::from_value(serde_json::json!(
                             {"op": "replace", "path": pointer, "value": pinned}
                         ))
-                        .expect("a replace operation is a patch operation")
+                        .map_err(|error| {
+                            format!("image {image} cannot be pinned at {pointer}: {error}")
+                        })
                     })
                 })
                 .collect();
-            if !operations.is_empty() {
-                decision
+            match pins {
+                // Unpinned, a verified tag could move before the image is
+                // pulled: refuse rather than let that through.
+                Err(reason) => refuse(&mut decision, vec![reason]),
+                Ok(operations) if operations.is_empty() => {}
+                Ok(operations) => decision
                     .patch
                     .get_or_insert_with(|| json_patch::Patch(Vec::new()))
                     .0
-                    .extend(operations);
+                    .extend(operations),
             }
         }
         Ok((decision, verdicts))
