@@ -271,3 +271,74 @@ impl ImageVerdict {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(pointer, image)| ((*pointer).to_owned(), (*image).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn docker_images_are_found_as_the_body_spells_them() {
+        let create = admission::docker::container_create(
+            r#"{"image": "busybox:1", "HostConfig": {}}"#,
+            None,
+            "1.41".into(),
+        )
+        .expect("a container");
+        assert!(governs(&create));
+        assert_eq!(image_fields(&create), owned(&[("/image", "busybox:1")]));
+        let service = admission::docker::service(
+            r#"{"taskTemplate": {"ContainerSpec": {"IMAGE": "nginx"}}}"#,
+            Operation::Create,
+            None,
+            "1.41".into(),
+        )
+        .expect("a service");
+        assert_eq!(
+            image_fields(&service),
+            owned(&[("/taskTemplate/ContainerSpec/IMAGE", "nginx")])
+        );
+        let pull = admission::docker::image_pull("nginx:1".into(), "1.41".into());
+        assert!(governs(&pull), "pulls are verified");
+        assert!(image_fields(&pull).is_empty(), "and not rewritten");
+    }
+
+    #[test]
+    fn kubernetes_images_are_found_in_every_container_list() {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "operation": "CREATE",
+                "kind": {"group": "batch", "version": "v1", "kind": "CronJob"},
+                "resource": {"group": "batch", "version": "v1", "resource": "cronjobs"},
+                "userInfo": {"username": "a"},
+                "object": {"spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                    "initContainers": [{"name": "i", "image": "init:1"}],
+                    "containers": [{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}]
+                }}}}}}
+            }
+        });
+        let request = crate::kubernetes::review::parse(review.to_string().as_bytes())
+            .expect("a review")
+            .request;
+        assert!(governs(&request));
+        let template = "/spec/jobTemplate/spec/template/spec";
+        assert_eq!(
+            image_fields(&request),
+            [
+                (
+                    format!("{template}/initContainers/0/image"),
+                    "init:1".to_owned()
+                ),
+                (format!("{template}/containers/0/image"), "app:1".to_owned()),
+                (format!("{template}/containers/1/image"), "app:1".to_owned()),
+            ]
+        );
+    }
+}
