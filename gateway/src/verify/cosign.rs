@@ -920,3 +920,51 @@ pub fn hex(bytes: &[u8]) -> String {
             text
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::manifest::OciDescriptor;
+
+    fn layer(media_type: &str, data: &[u8]) -> Layer {
+        Layer {
+            descriptor: OciDescriptor {
+                media_type: media_type.into(),
+                digest: format!("sha256:{}", crate::sha256_hex(data)),
+                size: i64::try_from(data.len()).unwrap_or_default(),
+                ..OciDescriptor::default()
+            },
+            data: data.to_vec(),
+        }
+    }
+
+    const DIGEST: &str = "sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a";
+
+    #[test]
+    fn malformed_signatures_attestations_and_bundles_are_named_not_panicked_on() {
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"null",
+            b"[]",
+            b"{}",
+            b"{\"critical\": 1}",
+            b"{\"payloadType\": \"x\", \"payload\": \"%%%\", \"signatures\": []}",
+            b"{\"payloadType\": \"x\", \"payload\": \"e30=\", \"signatures\": []}",
+            b"{\"mediaType\": \"application/vnd.dev.sigstore.bundle.v0.3+json\", \"verificationMaterial\": {}}",
+            b"{\"mediaType\": \"application/vnd.dev.sigstore.bundle.v0.3+json\", \"verificationMaterial\": {\"certificate\": {\"rawBytes\": \"!\"}}, \"dsseEnvelope\": {\"payloadType\": \"t\", \"payload\": \"e30=\", \"signatures\": [{\"sig\": \"\"}]}}",
+            &[0xff, 0xfe, 0x00],
+        ];
+        for data in inputs {
+            let text = String::from_utf8_lossy(data);
+            let why = signature(&layer(SIMPLE_SIGNING, data), DIGEST).expect_err("not a signature");
+            assert!(!why.is_empty(), "{text}");
+            let why = statement(&layer(DSSE, data), DIGEST).expect_err("not an attestation");
+            assert!(!why.is_empty(), "{text}");
+            let why = bundle(&layer(BUNDLE, data), DIGEST).expect_err("not a bundle");
+            assert!(!why.is_empty(), "{text}");
+        }
+        let why = signature(&layer("application/octet-stream", b"{}"), DIGEST)
+            .expect_err("another media type");
+        assert!(why.contains("not a signature"), "{why}");
+    }
+}
