@@ -188,6 +188,14 @@ fn key_signatures_are_verified_and_each_forgery_named() {
     let plain = dir.path().join("plain.yaml");
     std::fs::write(&plain, "policies: []\n").expect("write");
     unusable(&plain, "nginx", "no `images` section");
+    // A key file that is not there stops `check` (and `serve`) with its name.
+    let missing = images_config(
+        dir.path(),
+        "  rules:\n    - {match: [\"**\"], any_of: [{key: absent.pub}]}\n",
+    );
+    let run = portcullis(["check".as_ref(), "--config".as_ref(), missing.as_os_str()]);
+    assert_eq!(run.status, 2, "{run:?}");
+    assert!(run.stderr.contains("absent.pub"), "{run:?}");
 }
 
 #[test]

@@ -58,7 +58,8 @@ enum Command {
         #[arg(required = true, value_name = "REQUEST")]
         requests: Vec<PathBuf>,
     },
-    /// Load the configuration and check every policy's settings.
+    /// Load the configuration, check every policy's settings, and read the
+    /// image-verification keys and trust roots.
     Check {
         /// Configuration file (default: the built-in baseline pod-security policy).
         #[arg(long, short)]
@@ -440,6 +441,8 @@ fn certs(
 
 fn check(config: Option<&Path>) -> Result<u8, Error> {
     let (config, pipeline) = load(config)?;
+    // Keys, certificates and trust roots are read as `serve` would.
+    verifier(&config)?;
     print!("{}", render::summary(&config, &pipeline));
     Ok(0)
 }
