@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::docker_support::{IMAGE, Name, Proxy, engine, test_image, text};
+use crate::docker_support::{IMAGE, Name, Proxy, engine, succeeds, test_image, text};
 use crate::support::{scratch, workspace};
 
 /// The policies of the shipped hardening configuration, and its access rules
@@ -38,11 +38,6 @@ fn hardened() -> Proxy {
     let path = dir.path().join("portcullis.yaml");
     std::fs::write(&path, config.to_string()).expect("write");
     Proxy::with_config(dir, &path, socket)
-}
-
-fn succeeds(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", text(output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]

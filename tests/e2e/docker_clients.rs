@@ -4,9 +4,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::docker_support::{IMAGE, Name, Proxy, engine_socket, test_image, text};
+use crate::docker_support::{IMAGE, Name, Proxy, engine_socket, refused, succeeds, test_image};
 use crate::support::{client_certificate, scratch};
 use crate::webhook_support::{certificates, runtime};
 
@@ -15,21 +15,6 @@ fn my_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .expect("/proc is mounted")
         .uid()
-}
-
-fn succeeds(output: &Output) -> String {
-    assert!(output.status.success(), "{}", text(output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn refused(output: &Output, words: &str) {
-    assert!(!output.status.success(), "{}", text(output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Error response from daemon: portcullis:") && stderr.contains(words),
-        "expected {words:?}: {}",
-        text(output)
-    );
 }
 
 fn audit_lines(proxy: &Proxy) -> Vec<serde_json::Value> {

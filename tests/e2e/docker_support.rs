@@ -2,7 +2,7 @@
 //! `docker` section in front of the machine's engine, the docker CLI
 //! pointed at it, and a test image built locally (nothing can be pulled).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::support::{cache_dir, scratch};
+use crate::support::{Serving, scratch, serve};
 
 /// The test image: busybox on an empty base.
 pub(crate) const IMAGE: &str = "portcullis-test/busybox:1";
@@ -140,25 +140,11 @@ impl Proxy {
     /// Starts a proxy with a configuration of `listeners` listeners, the
     /// first a unix socket; `addresses` says where they are.
     pub(crate) fn listening(dir: tempfile::TempDir, config: &Path, listeners: usize) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("PORTCULLIS_CACHE_DIR", cache_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start portcullis serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let addresses: Vec<String> = (0..listeners)
-            .map(|_| {
-                let mut line = String::new();
-                stdout.read_line(&mut line).expect("read a line");
-                line.trim()
-                    .strip_prefix("listening on ")
-                    .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-                    .to_owned()
-            })
-            .collect();
+        let Serving {
+            child,
+            addresses,
+            stdout,
+        } = serve(config, listeners);
         let socket = addresses
             .first()
             .and_then(|address| address.strip_prefix("unix://"))
@@ -233,4 +219,21 @@ pub(crate) fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asserts the docker CLI succeeded; returns what it printed.
+pub(crate) fn succeeds(output: &Output) -> String {
+    assert!(output.status.success(), "{}", text(output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asserts the docker CLI failed with Portcullis's refusal, naming `words`.
+pub(crate) fn refused(output: &Output, words: &str) {
+    assert!(!output.status.success(), "{}", text(output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Error response from daemon: portcullis:") && stderr.contains(words),
+        "expected {words:?}: {}",
+        text(output)
+    );
 }

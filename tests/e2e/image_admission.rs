@@ -4,25 +4,12 @@
 
 use serde_json::{Value, json};
 
-use crate::docker_support::{IMAGE, Name, Proxy, engine, engine_socket, test_image, text};
+use crate::docker_support::{
+    IMAGE, Name, Proxy, engine, engine_socket, refused, succeeds, test_image, text,
+};
 use crate::registry_support::{Key, Registry, attestation_layer, payload, signed_layer};
 use crate::support::{scratch, test_policy};
 use crate::webhook_support::{Server, pod_review, review};
-
-fn succeeds(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", text(output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn refused(output: &std::process::Output, words: &str) {
-    assert!(!output.status.success(), "{}", text(output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Error response from daemon: portcullis") && stderr.contains(words),
-        "expected {words:?}: {}",
-        text(output)
-    );
-}
 
 /// Image names this test gave on the engine, removed when dropped.
 struct Untag(Vec<String>);

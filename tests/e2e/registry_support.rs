@@ -518,6 +518,26 @@ pub(crate) fn payload(name: &str, digest: &str) -> Vec<u8> {
     .expect("json")
 }
 
+/// A DSSE envelope of an in-toto `statement` signed by `key` over its
+/// pre-authentication encoding, and the signature (base64).
+fn dsse_envelope(statement: &[u8], key: &Key) -> (Value, String) {
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(statement);
+    let signature = key.sign(&pae);
+    let envelope = json!({
+        "payloadType": payload_type,
+        "payload": base64(statement),
+        "signatures": [{"keyid": "", "sig": signature}],
+    });
+    (envelope, signature)
+}
+
 /// One signature layer: media type, blob, annotations.
 pub(crate) type SignatureLayer = (String, Vec<u8>, BTreeMap<String, String>);
 
@@ -544,19 +564,7 @@ pub(crate) fn attestation_layer(
         "predicate": predicate,
     }))
     .expect("json");
-    let payload_type = "application/vnd.in-toto+json";
-    let mut pae = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        statement.len()
-    )
-    .into_bytes();
-    pae.extend_from_slice(&statement);
-    let envelope = json!({
-        "payloadType": payload_type,
-        "payload": base64(&statement),
-        "signatures": [{"keyid": "", "sig": key.sign(&pae)}],
-    });
+    let (envelope, _) = dsse_envelope(&statement, key);
     let annotations = BTreeMap::from([
         (
             "dev.cosignproject.cosign/signature".to_owned(),
@@ -589,20 +597,7 @@ pub(crate) fn cosign_v3_bundle(
         "predicate": {},
     }))
     .expect("json");
-    let payload_type = "application/vnd.in-toto+json";
-    let mut pae = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        statement.len()
-    )
-    .into_bytes();
-    pae.extend_from_slice(&statement);
-    let signature = key.sign(&pae);
-    let envelope = json!({
-        "payload": base64(&statement),
-        "payloadType": payload_type,
-        "signatures": [{"sig": signature, "keyid": ""}],
-    });
+    let (envelope, signature) = dsse_envelope(&statement, key);
     let entries: Vec<Value> = log
         .map(|(log, time)| {
             let body = json!({

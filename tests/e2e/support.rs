@@ -2,8 +2,9 @@
 //! from source, locating fixtures.
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -93,6 +94,44 @@ impl Run {
 /// recompile the built-in policies.
 pub(crate) fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("compilation-cache")
+}
+
+/// A `portcullis serve` process and where it said it listens.
+pub(crate) struct Serving {
+    pub(crate) child: Child,
+    /// Its `listening on` addresses, in order.
+    pub(crate) addresses: Vec<String>,
+    /// Kept open so the process never writes to a closed pipe.
+    pub(crate) stdout: BufReader<ChildStdout>,
+}
+
+/// Starts `portcullis serve --config config` and reads its first
+/// `listeners` lines, each `listening on ADDRESS`.
+pub(crate) fn serve(config: &Path, listeners: usize) -> Serving {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PORTCULLIS_CACHE_DIR", cache_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start portcullis serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let addresses = (0..listeners)
+        .map(|_| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read a line");
+            line.trim()
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
+                .to_owned()
+        })
+        .collect();
+    Serving {
+        child,
+        addresses,
+        stdout,
+    }
 }
 
 /// Runs `portcullis eval --output json` on `files`, with `config` if given.

@@ -1,7 +1,6 @@
 //! A `portcullis serve` process for the webhook tests, with its own
 //! certificates, and clients to talk to it.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use portcullis_load::{Connection, Target};
 use serde_json::{Value, json};
 
-use crate::support::{cache_dir, scratch};
+use crate::support::{scratch, serve};
 
 /// A running webhook.
 pub(crate) struct Server {
@@ -20,6 +19,8 @@ pub(crate) struct Server {
     pub(crate) address: SocketAddr,
     /// Its directory: `certs/` (ca.crt, tls.crt, tls.key) and the configuration.
     pub(crate) dir: tempfile::TempDir,
+    /// Kept open so the process never writes to a closed pipe.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 /// Writes certificates for 127.0.0.1 into `dir`.
@@ -53,29 +54,17 @@ impl Server {
 
     /// Starts a webhook with a configuration file inside `dir`.
     pub(crate) fn with_config(dir: tempfile::TempDir, config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("PORTCULLIS_CACHE_DIR", cache_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start portcullis serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the first line");
-        let address = line
-            .trim()
-            .strip_prefix("listening on https://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        let serving = serve(config, 1);
+        let address = serving.addresses[0]
+            .strip_prefix("https://")
+            .unwrap_or_else(|| panic!("not an https listener: {:?}", serving.addresses))
             .parse()
             .expect("an address");
         Self {
-            child,
+            child: serving.child,
             address,
             dir,
+            _stdout: serving.stdout,
         }
     }
 
