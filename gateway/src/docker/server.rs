@@ -730,7 +730,7 @@ impl Session {
         admission.user = self.client.identity.clone();
         self.enrich(&mut admission).await;
 
-        let decide = |admission: Request| {
+        let decide = |admission: Arc<Request>| {
             let pipeline = self.proxy.pipeline.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
@@ -749,7 +749,7 @@ impl Session {
         // forwarded is pinned to their digests (the decision's patch).
         let decision = match &self.proxy.verifier {
             Some(verifier) => verifier.admit(admission, true, None, decide).await?.0,
-            None => decide(admission).await?,
+            None => decide(Arc::new(admission)).await?,
         };
         if !decision.allowed {
             let message = decision.message.as_deref().unwrap_or("denied");

@@ -198,18 +198,20 @@ pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
 /// Longest audit annotation key the API server accepts (a label name).
 const MAX_ANNOTATION_KEY: usize = 63;
 
-/// The AdmissionReview answering a request: the uid echoed, the verdict,
-/// every reason of a denial in `status.message`, the warnings, the audit
-/// annotations of each policy (as `<policy>.<key>`), and — only when
-/// `patch` is true, for the mutating endpoint — the merged JSON Patch.
+/// The AdmissionReview answering the request of `uid`: the uid echoed, the
+/// verdict, every reason of a denial in `status.message`, the warnings, the
+/// audit annotations of each policy (as `<policy>.<key>`, and `dry-run`
+/// for a dry run), and — only when `patch` is true, for the mutating
+/// endpoint — the merged JSON Patch.
 pub fn response(
     version: ReviewVersion,
-    request: &Request,
+    uid: &str,
+    dry_run: bool,
     decision: &Decision,
     patch: bool,
 ) -> Value {
     let mut response = Map::new();
-    response.insert("uid".into(), json!(request.uid));
+    response.insert("uid".into(), json!(uid));
     response.insert("allowed".into(), json!(decision.allowed));
     if !decision.allowed {
         response.insert(
@@ -239,7 +241,7 @@ pub fn response(
             }
         }
     }
-    if request.dry_run {
+    if dry_run {
         annotations.insert("dry-run".into(), json!("true"));
     }
     if !annotations.is_empty() {

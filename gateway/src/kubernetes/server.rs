@@ -136,6 +136,7 @@ impl Webhook {
             Endpoint::mutate => Phase::Mutating,
         };
         let deadline = started + self.budget;
+        let (uid, dry_run) = (request.uid.clone(), request.dry_run);
         let evaluate = |request| async move {
             Ok::<_, Infallible>(self.evaluate(request, phase, deadline).await)
         };
@@ -144,11 +145,9 @@ impl Webhook {
             // endpoint may pin.
             Some(verifier) => {
                 let pin = phase == Phase::Mutating;
-                verifier
-                    .admit(request.clone(), pin, Some(deadline), evaluate)
-                    .await
+                verifier.admit(request, pin, Some(deadline), evaluate).await
             }
-            None => evaluate(request.clone())
+            None => evaluate(Arc::new(request))
                 .await
                 .map(|decision| (decision, Vec::new())),
         };
@@ -158,13 +157,18 @@ impl Webhook {
         };
         self.metrics.record(endpoint, &decision, started.elapsed());
         self.metrics.images(&verdicts);
-        let answer = review::response(version, &request, &decision, endpoint == Endpoint::mutate);
+        let answer = review::response(
+            version,
+            &uid,
+            dry_run,
+            &decision,
+            endpoint == Endpoint::mutate,
+        );
         json(StatusCode::OK, answer.to_string())
     }
 
     /// Runs the pipeline off the async threads, within the review's budget.
-    async fn evaluate(&self, request: Request, phase: Phase, deadline: Instant) -> Decision {
-        let request = Arc::new(request);
+    async fn evaluate(&self, request: Arc<Request>, phase: Phase, deadline: Instant) -> Decision {
         let evaluation = tokio::task::spawn_blocking({
             let pipeline = self.pipeline.clone();
             let request = request.clone();

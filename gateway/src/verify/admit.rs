@@ -5,7 +5,9 @@
 //! verified too, and are pinned to their verified digests with JSON Patch
 //! operations appended to the decision's patch.
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
@@ -120,22 +122,24 @@ impl Verifier {
         decide: F,
     ) -> Result<(Decision, Vec<ImageVerdict>), E>
     where
-        F: FnOnce(Request) -> Fut,
+        F: FnOnce(Arc<Request>) -> Fut,
         Fut: Future<Output = Result<Decision, E>>,
     {
         if !governs(&request) {
-            return decide(request).await.map(|decision| (decision, Vec::new()));
+            return decide(Arc::new(request))
+                .await
+                .map(|decision| (decision, Vec::new()));
         }
         let mut verdicts = within(deadline, self.verify_request(&mut request))
             .await
             .unwrap_or_default();
-        let judged = request.clone();
-        let mut decision = decide(request).await?;
+        let judged = Arc::new(request);
+        let mut decision = decide(judged.clone()).await?;
 
         // What would run: the object as the policies left it.
         let last = match decision.patch.as_ref().filter(|_| decision.allowed) {
             Some(patch) => match admission::patched(&judged, patch) {
-                Ok(last) => last,
+                Ok(last) => Cow::Owned(last),
                 Err(reason) => {
                     refuse(
                         &mut decision,
@@ -144,7 +148,7 @@ impl Verifier {
                     return Ok((decision, verdicts));
                 }
             },
-            None => judged,
+            None => Cow::Borrowed(&*judged),
         };
         let fields = image_fields(&last);
         let mut wanted: Vec<String> = last
