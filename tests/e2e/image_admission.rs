@@ -127,10 +127,17 @@ fn docker_runs_only_verified_images_pinned_to_their_digest() {
     // ...and where it got it behind the proxy's back, the signed image runs
     // all the same.
     succeeds(&engine(&["tag", impostor, &signed]));
+    // The signed image has no /marker: cat runs there, and fails.
     let ran = proxy.docker(&["run", "--rm", &signed, "cat", "/marker"]);
     assert!(
         !String::from_utf8_lossy(&ran.stdout).contains("impostor"),
         "the impostor ran: {}",
+        text(&ran)
+    );
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        !ran.status.success() && stderr.contains("/marker") && !stderr.contains("portcullis"),
+        "the signed image should have run, without /marker: {}",
         text(&ran)
     );
     succeeds(&engine(&["tag", IMAGE, &signed]));
