@@ -567,7 +567,11 @@ fn attestations_are_required_and_reach_policies() {
             &key,
         )],
     );
-    refused(&config, &registry.name("other-type:1"), "attestation");
+    refused(
+        &config,
+        &registry.name("other-type:1"),
+        &format!("no `{provenance}` attestation"),
+    );
     let digest = signed_image("other-signer");
     registry.attach(
         "other-signer",
