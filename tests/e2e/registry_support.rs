@@ -170,17 +170,9 @@ impl Registry {
         for architecture in platforms {
             let digest =
                 self.push_image(repository, architecture, &format!("{tag}-{architecture}"));
-            let reference =
-                Reference::with_digest(self.host.clone(), repository.to_owned(), digest.clone());
-            let (body, _) = self
-                .runtime
-                .block_on(
-                    self.client
-                        .pull_manifest_raw(&reference, &self.auth(), &[OCI_MANIFEST]),
-                )
-                .expect("the platform manifest");
             entries.push(json!({
-                "mediaType": OCI_MANIFEST, "digest": digest, "size": body.len(),
+                "mediaType": OCI_MANIFEST, "digest": digest,
+                "size": self.manifest_size(repository, &digest),
                 "platform": {"architecture": architecture, "os": "linux"},
             }));
             digests.push(digest);
@@ -191,6 +183,20 @@ impl Registry {
             "manifests": entries,
         });
         (self.manifest(repository, tag, &index), digests)
+    }
+
+    /// The size of the image manifest `repository@digest`.
+    fn manifest_size(&self, repository: &str, digest: &str) -> usize {
+        let reference =
+            Reference::with_digest(self.host.clone(), repository.to_owned(), digest.to_owned());
+        self.runtime
+            .block_on(
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth(), &[OCI_MANIFEST]),
+            )
+            .expect("the image manifest")
+            .0
+            .len()
     }
 
     /// The digest `repository:tag` points at.
@@ -290,26 +296,13 @@ impl Registry {
     /// `sha256-<hex>` (this registry has no referrers API; clients fall
     /// back to the tag).
     pub(crate) fn refer(&self, repository: &str, digest: &str, media_type: &str, data: &[u8]) {
-        let image = self.reference(repository, "latest");
-        let image = Reference::with_digest(
-            image.registry().to_owned(),
-            repository.to_owned(),
-            digest.to_owned(),
-        );
-        let (subject, _) = self
-            .runtime
-            .block_on(
-                self.client
-                    .pull_manifest_raw(&image, &self.auth(), &[OCI_MANIFEST]),
-            )
-            .expect("the image's manifest");
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": media_type,
             "config": self.blob(repository, "application/vnd.oci.empty.v1+json", b"{}", None),
             "layers": [self.blob(repository, media_type, data, None)],
-            "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": subject.len()},
+            "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": self.manifest_size(repository, digest)},
         });
         let size = serde_json::to_vec(&manifest).expect("json").len();
         let referrer = self.manifest(repository, "referrer", &manifest);
