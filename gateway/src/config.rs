@@ -88,6 +88,23 @@ pub struct DockerConfig {
     /// file path. Unset: no audit log.
     #[serde(default)]
     pub audit: Option<AuditTarget>,
+    /// Fields that reach beyond the container where no policy can see them
+    /// (`HostConfig.Runtime`, `HostConfig.Links`, …): refused when set,
+    /// unless listed here, which accepts them unseen.
+    #[serde(default)]
+    pub unjudged_fields: Vec<String>,
+    /// How long a connection may go without sending a complete request
+    /// head: idle between requests, or slow in sending one.
+    #[serde(default = "default_docker_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// How long a client may take over its TLS handshake, and over the
+    /// body of a request the proxy reads to judge.
+    #[serde(default = "default_client_timeout", deserialize_with = "duration")]
+    pub client_timeout: Duration,
+    /// Connections one client (one uid, or one certificate subject) may
+    /// hold open at once; more are answered 429 and closed.
+    #[serde(default = "default_docker_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 /// A `unix://` or `tcp://` address.
@@ -583,6 +600,34 @@ impl Config {
                     "TLS applies to a tcp:// upstream only".into(),
                 ));
             }
+            for (index, field) in docker.unjudged_fields.iter().enumerate() {
+                if !crate::admission::docker::fields::is_unjudged(field) {
+                    return Err((
+                        format!("docker.unjudged_fields[{index}]"),
+                        format!(
+                            "`{field}` is not an unjudged field; they are: {}",
+                            crate::admission::docker::fields::unjudged_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if docker.max_connections_per_client == 0 {
+                return Err((
+                    "docker.max_connections_per_client".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            if docker.idle_timeout.is_zero() || docker.client_timeout.is_zero() {
+                return Err((
+                    if docker.idle_timeout.is_zero() {
+                        "docker.idle_timeout"
+                    } else {
+                        "docker.client_timeout"
+                    }
+                    .into(),
+                    "must be longer than zero".into(),
+                ));
+            }
         }
         if let Some(kubernetes) = &self.kubernetes
             && !(Duration::from_secs(1)..=Duration::from_secs(30)).contains(&kubernetes.timeout)
@@ -679,6 +724,14 @@ fn default_max_body() -> u64 {
 
 fn default_docker_max_body() -> u64 {
     4 << 20
+}
+
+fn default_docker_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_docker_connections_per_client() -> usize {
+    256
 }
 
 fn default_socket_mode() -> u32 {

@@ -3,15 +3,14 @@
 //! A front door turns what it received into a [`Request`]: the raw object,
 //! plus a normalized [`Workload`] when the object describes something that
 //! runs ([`kubernetes::normalize`] for pods and their controllers,
-//! [`docker::normalize`] for a container-create body). The [`Pipeline`] then
-//! runs every matching policy and merges their verdicts into a [`Decision`].
-//! Nothing here knows about HTTP.
+//! [`docker::normalize`] for a container-create body, read for the engine
+//! behind the proxy). The [`Pipeline`] then runs every matching policy and
+//! merges their verdicts into a [`Decision`]. Nothing here knows about HTTP.
 //!
 //! The request model is the record set of the `portcullis:policy` WIT
 //! package, so requests reach policies exactly as built here.
 
 pub mod docker;
-mod gojson;
 pub mod kubernetes;
 mod matcher;
 mod pipeline;
@@ -61,7 +60,7 @@ pub(crate) fn with_object(request: &Request, object: String) -> Result<Request, 
             if request.workload.is_some()
                 && let Some(body) = next.object.as_deref()
             {
-                let workload = docker::normalize(body, request.name.as_deref())?;
+                let workload = docker::renormalize(request, body)?;
                 next.images = images(&workload);
                 next.workload = Some(workload);
             }

@@ -125,7 +125,16 @@ fn docker_request(bytes: &[u8], path: &Path) -> Result<Request, NormalizeError> 
     let name = path
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned());
-    admission::docker::container_create(body, name, String::new())
+    // No engine to ask: read as a current engine with its defaults would,
+    // every unjudged field refused (an `eval` has no proxy configuration
+    // to accept one).
+    let engine = admission::docker::Engine::assumed();
+    let reading = admission::docker::Reading {
+        engine: &engine,
+        version: None,
+        accept: admission::docker::fields::Accept::Listed(&[]),
+    };
+    admission::docker::container_create(body, name, &reading).map(|(request, _)| request)
 }
 
 fn manifest_request(object: Value) -> Result<Request, InputError> {

@@ -6,9 +6,9 @@
 //! their identity: `uid:<n>` or `gid:<n>` for unix-socket peers, `cn:<name>`
 //! or `o:<organization>` for certificate holders. Groups the configuration
 //! does not mention get the safe default: reads allowed except those that
-//! leak container contents (archive, export, attach/ws), writes allowed only
-//! where the gateway understands them, and nothing to plugins or swarm
-//! management.
+//! leak container contents (archive, export, attach/ws) or profile the
+//! engine (debug), writes allowed only where the gateway understands them,
+//! and nothing to plugins or swarm management.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,8 +92,9 @@ pub fn default_access(group: Group) -> Access {
         Group::System | Group::Volumes | Group::Networks | Group::Services | Group::Secrets => {
             Access::Write
         }
-        // Reads that hand out container contents.
-        Group::Archive | Group::Export | Group::AttachWs => Access::Deny,
+        // Reads that hand out container contents, and the engine's own
+        // profiler, which no client of a proxy needs.
+        Group::Archive | Group::Export | Group::AttachWs | Group::Debug => Access::Deny,
         // Ways to put an unverified image under a trusted name, and builds
         // whose steps the gateway cannot see.
         Group::ImageImport | Group::Buildkit => Access::Deny,

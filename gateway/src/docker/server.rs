@@ -48,11 +48,15 @@ use tokio_rustls::TlsAcceptor;
 
 use super::access::AccessRules;
 use super::coalesce::{Coalesce, ENGINE_TURNS};
+use super::headers;
+use super::lookup::EngineView;
 use super::path::{self, CanonicalPath};
 use super::route::{self, Group, Inspect, Route};
 use super::upstream::{Driver, Upstream};
+use crate::admission::docker::fields::Accept;
+use crate::admission::docker::{Engine, Lookups, Reading, plugin};
 use crate::admission::{
-    self, BorrowedResource, Decision, NormalizeError, Operation, Phase, Pipeline, Request, UserInfo,
+    self, Decision, NormalizeError, Operation, Phase, Pipeline, Request, UserInfo,
 };
 use crate::config::{DockerConfig, Endpoint, SocketConfig};
 use crate::telemetry::audit::{Audit, Entry};
@@ -79,10 +83,57 @@ const HOP_BY_HOP: &[&str] = &[
 pub struct Proxy {
     pipeline: Arc<Pipeline>,
     verifier: Option<Arc<Verifier>>,
-    upstream: Upstream,
+    engine: EngineView,
     access: AccessRules,
     max_body: u64,
     audit: Option<Audit>,
+    unjudged_fields: Vec<String>,
+    client_timeout: std::time::Duration,
+    idle_timeout: std::time::Duration,
+    connections: ConnectionLimit,
+}
+
+/// Open connections per client identity, and how many each may hold.
+struct ConnectionLimit {
+    most: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One counted connection; dropping it gives the place back.
+struct Counted {
+    proxy: Arc<Proxy>,
+    client: String,
+}
+
+impl Counted {
+    /// Counts a connection of `client`, or `None` when it holds as many as
+    /// it may.
+    fn admit(proxy: &Arc<Proxy>, client: &str) -> Option<Self> {
+        let limit = &proxy.connections;
+        let mut open = limit.open.lock().ok()?;
+        let count = open.entry(client.to_owned()).or_default();
+        if *count >= limit.most {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            proxy: proxy.clone(),
+            client: client.to_owned(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.proxy.connections.open.lock()
+            && let Some(count) = open.get_mut(&self.client)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Who is on the other end of a connection.
@@ -155,7 +206,10 @@ impl Proxy {
         Ok(Self {
             pipeline,
             verifier,
-            upstream: Upstream::new(&config.upstream, config.upstream_tls.as_ref())?,
+            engine: EngineView::new(Upstream::new(
+                &config.upstream,
+                config.upstream_tls.as_ref(),
+            )?),
             access: AccessRules::new(config.access.clone()),
             max_body: config.max_body,
             audit: config
@@ -164,6 +218,13 @@ impl Proxy {
                 .map(Audit::open)
                 .transpose()
                 .map_err(|error| format!("cannot open the audit log: {error}"))?,
+            unjudged_fields: config.unjudged_fields.clone(),
+            client_timeout: config.client_timeout,
+            idle_timeout: config.idle_timeout,
+            connections: ConnectionLimit {
+                most: config.max_connections_per_client,
+                open: std::sync::Mutex::new(std::collections::HashMap::new()),
+            },
         })
     }
 }
@@ -314,7 +375,7 @@ async fn serve(
     let (connections, mut accepted) = tokio::sync::mpsc::channel::<(Box<dyn Io>, Client)>(64);
     let acceptors: Vec<_> = listeners
         .into_iter()
-        .map(|listener| tokio::spawn(accept(listener, connections.clone())))
+        .map(|listener| tokio::spawn(accept(listener, connections.clone(), proxy.client_timeout)))
         .collect();
     drop(connections);
     let mut running = tokio::task::JoinSet::new();
@@ -323,6 +384,32 @@ async fn serve(
         tokio::select! {
             next = accepted.recv() => {
                 let Some((stream, client)) = next else { break };
+                let counted = Counted::admit(&proxy, &client.identity.name);
+                let mut stopping = stopping.clone();
+                let mut http = hyper::server::conn::http1::Builder::new();
+                // Clients may close their side once the request is sent
+                // and still expect the answer. The header timeout runs
+                // whenever the connection waits for a request head, so it
+                // is the idle timeout too.
+                http.half_close(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(proxy.idle_timeout);
+                let Some(counted) = counted else {
+                    // One answer, then the connection closes.
+                    let message = format!(
+                        "portcullis: {} holds {} connections already, as many as a client may",
+                        client.identity.name, proxy.connections.most
+                    );
+                    http.keep_alive(false);
+                    let service = hyper::service::service_fn(move |_request| {
+                        let answer = refusal(StatusCode::TOO_MANY_REQUESTS, &message);
+                        async move { Ok::<_, Infallible>(answer) }
+                    });
+                    running.spawn(async move {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    });
+                    continue;
+                };
                 let (drivers, driven) = tokio::sync::mpsc::unbounded_channel();
                 let session = Arc::new(Session {
                     proxy: proxy.clone(),
@@ -334,12 +421,9 @@ async fn serve(
                     let session = session.clone();
                     async move { Ok::<_, Infallible>(session.handle(request).await) }
                 });
-                let mut stopping = stopping.clone();
                 let serving = async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        // Clients may close their side once the request is
-                        // sent and still expect the answer.
-                        .half_close(true)
+                    let _counted = counted;
+                    let connection = http
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     tokio::pin!(connection);
@@ -356,6 +440,8 @@ async fn serve(
                 };
                 running.spawn(run_session(serving, driven));
             }
+            // Reap finished connections as they go, not at shutdown.
+            Some(_) = running.join_next(), if !running.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
@@ -378,7 +464,11 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-async fn accept(listener: Listener, connections: tokio::sync::mpsc::Sender<(Box<dyn Io>, Client)>) {
+async fn accept(
+    listener: Listener,
+    connections: tokio::sync::mpsc::Sender<(Box<dyn Io>, Client)>,
+    handshake_timeout: std::time::Duration,
+) {
     loop {
         let accepted: Result<(Box<dyn Io>, Client), BoxError> = match &listener {
             Listener::Unix(listener) => match listener.accept().await {
@@ -396,10 +486,8 @@ async fn accept(listener: Listener, connections: tokio::sync::mpsc::Sender<(Box<
                     // The handshake happens off the accept loop, so a slow
                     // client holds up nobody else.
                     tokio::spawn(async move {
-                        let handshake = tokio::time::timeout(
-                            std::time::Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        );
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                         if let Ok(Ok(stream)) = handshake.await {
                             let certificate = stream
                                 .get_ref()
@@ -568,6 +656,9 @@ impl Session {
                 route.group.as_str()
             )));
         }
+        if let Inspect::Refuse(why) = route.inspect {
+            return Err(forbidden(format!("portcullis: {why}")));
+        }
         let headers = &parts.headers;
         // hyper already frames such a request by its chunks and drops the
         // length; refusing here keeps that true whatever the HTTP layer does.
@@ -576,16 +667,11 @@ impl Session {
                 "a request with both Content-Length and Transfer-Encoding is ambiguous".into(),
             ));
         }
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
+        let media_type =
+            headers::media_type(headers).map_err(|error| bad(format!("portcullis: {error}")))?;
         // The engine reads a form body's fields as query parameters (Go's
         // `ParseForm`), over those in the URL; the docker CLI never sends one.
-        let media_type = content_type.split(';').next().unwrap_or("").trim();
-        if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            || media_type.eq_ignore_ascii_case("multipart/form-data")
-        {
+        if headers::is_form(&media_type) {
             return Err(bad(format!(
                 "portcullis: `{media_type}` bodies are refused: the engine would read parameters from them"
             )));
@@ -593,14 +679,21 @@ impl Session {
         if matches!(route.inspect, Inspect::Nothing | Inspect::Build) {
             return Ok(query);
         }
-
-        // An inspected request, to be read whole as the engine will.
-        if !content_type.is_empty()
-            && !content_type.starts_with("application/json")
-            && !content_type.starts_with("text/plain")
+        // Restoring a checkpoint reads the container's state from a host
+        // directory the client names.
+        if route.inspect == Inspect::ContainerStart
+            && ["checkpoint", "checkpoint-dir"]
+                .iter()
+                .any(|key| path::query_value(&query, key).is_some_and(|value| !value.is_empty()))
         {
+            return Err(forbidden(
+                "portcullis: a container is not started from a checkpoint, which restores it from a host directory".into(),
+            ));
+        }
+        // An inspected request, to be read whole as the engine will.
+        if !matches!(media_type.as_str(), "" | "application/json" | "text/plain") {
             return Err(bad(format!(
-                "portcullis reads this endpoint's body as JSON; `{content_type}` bodies are refused"
+                "portcullis reads this endpoint's body as JSON; `{media_type}` bodies are refused"
             )));
         }
         Ok(query)
@@ -623,7 +716,6 @@ impl Session {
             }
         };
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
-        let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
         // A name that only verified images may carry cannot be given to a
         // local image (tag, commit, import): what runs under it is pinned
         // anyway, and the attempt says what it is.
@@ -638,97 +730,222 @@ impl Session {
                 "portcullis: {repo} is governed by image rule `{rule}`: only verified images from its registry may carry that name, not a local tag, commit or import"
             )));
         }
-        let version = canonical.version_string();
-        match route.inspect {
-            Inspect::Nothing => return Ok((body.map_err(BoxError::from).boxed(), None)),
-            // Judged by its parameters; the context streams on.
-            Inspect::Build => {
-                let judged = match self.judge(admission::docker::build(&query, version)).await {
-                    Ok(decision) if decision.patch.is_some() => Err(forbidden(
-                        "portcullis: the policies would change this build, and a build's parameters cannot be patched".into(),
-                    )),
-                    judged => judged,
-                };
-                return match judged {
-                    Ok(decision) => Ok((body.map_err(BoxError::from).boxed(), Some(decision))),
-                    Err(refusal) => {
-                        // Let the client finish sending its context.
-                        discard(body, BUILD_CONTEXT_DRAIN).await;
-                        Err(refusal)
-                    }
-                };
-            }
-            _ => {}
+        if route.inspect == Inspect::Nothing {
+            return Ok((body.map_err(BoxError::from).boxed(), None));
         }
-        let bytes = self.read_body(body).await?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| bad("the body is not UTF-8".into()))?;
-        let admission = match &route.inspect {
-            Inspect::Nothing | Inspect::Build => return Ok((full(bytes), None)),
-            Inspect::ContainerStart => {
-                return match text.trim() {
-                    "" | "{}" | "null" => Ok((full(bytes), None)),
-                    _ => Err(forbidden(
-                        "portcullis: a container takes its configuration at create, not at start"
-                            .into(),
-                    )),
-                };
-            }
-            Inspect::ContainerUpdate => {
-                refuse_device_changes(text).map_err(forbidden)?;
-                return Ok((full(bytes), None));
-            }
-            Inspect::ContainerCreate => {
-                let name = path::query_value(&query, "name").map(str::to_owned);
-                admission::docker::container_create(text, name, version)
-            }
-            Inspect::ExecCreate { container } => {
-                admission::docker::exec_create(text, container, version)
-            }
-            Inspect::ServiceCreate => {
-                admission::docker::service(text, Operation::Create, None, version)
-            }
-            Inspect::ServiceUpdate { service } => {
-                admission::docker::service(text, Operation::Update, Some(service.clone()), version)
-            }
-            Inspect::VolumeCreate => admission::docker::volume_create(text, version),
-            Inspect::ImagePull => {
-                let image = path::query_value(&query, "fromImage").unwrap_or_default();
-                let tag = path::query_value(&query, "tag").unwrap_or_default();
-                Ok(admission::docker::image_pull(
-                    image_reference(image, tag),
-                    version,
-                ))
+        // Every judgement reads the request for the engine it goes to.
+        let engine = match self.proxy.engine.facts().await {
+            Ok(engine) => engine,
+            Err(message) => {
+                discard(body, self.proxy.max_body).await;
+                return Err(Refusal::new(StatusCode::BAD_GATEWAY, message));
             }
         };
-        let admission = admission.map_err(|error: NormalizeError| {
-            bad(format!("portcullis cannot read the request: {error}"))
-        })?;
-        let decision = self.judge(admission).await?;
+        if route.inspect == Inspect::Build {
+            // Judged by its parameters; the context streams on.
+            let (build, lookups) =
+                admission::docker::build(&query, &self.reading(&engine, canonical));
+            let judged = match self.judge(build, &lookups, &engine).await {
+                Ok(decision) if decision.patch.is_some() => Err(forbidden(
+                    "portcullis: the policies would change this build, and a build's parameters cannot be patched".into(),
+                )),
+                judged => judged,
+            };
+            return match judged {
+                Ok(decision) => Ok((body.map_err(BoxError::from).boxed(), Some(decision))),
+                Err(refusal) => {
+                    // Let the client finish sending its context.
+                    discard(body, BUILD_CONTEXT_DRAIN).await;
+                    Err(refusal)
+                }
+            };
+        }
+        let bytes = self.read_body(body).await?;
+        let (admission, lookups) = self
+            .read_request(parts, route, &query, canonical, bytes.clone(), &engine)
+            .await?;
+        let Some(admission) = admission else {
+            return Ok((full(bytes), None));
+        };
+        let decision = self.judge(admission, &lookups, &engine).await?;
         // What is forwarded is what was judged: the bytes read, or the
-        // object with the policies' patch applied.
+        // object with the policies' patch applied (off this thread: the
+        // object may be as large as the body cap).
         let forwarded = match &decision.patch {
             None => bytes,
             Some(patch) => {
-                let mut object: serde_json::Value =
-                    serde_json::from_str(text).map_err(|error| bad(error.to_string()))?;
-                json_patch::patch(&mut object, &patch.0).map_err(|error| {
+                let patch = patch.0.clone();
+                let patched = tokio::task::spawn_blocking(move || {
+                    let mut object: serde_json::Value =
+                        serde_json::from_slice(&bytes).map_err(|error| error.to_string())?;
+                    json_patch::patch(&mut object, &patch).map_err(|error| error.to_string())?;
+                    Ok::<_, String>(Bytes::from(object.to_string()))
+                })
+                .await
+                .map_err(|_| evaluation_failed())?;
+                patched.map_err(|error| {
                     Refusal::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("portcullis: cannot apply the policies' patch: {error}"),
                     )
-                })?;
-                Bytes::from(object.to_string())
+                })?
             }
         };
         Ok((full(forwarded), Some(decision)))
     }
 
+    /// How requests from this client are read for `engine`.
+    fn reading<'a>(&'a self, engine: &'a Engine, canonical: &CanonicalPath) -> Reading<'a> {
+        Reading {
+            engine,
+            version: canonical.version,
+            accept: Accept::Listed(&self.proxy.unjudged_fields),
+        }
+    }
+
+    /// Step 4's reading: the admission request a body makes, with what to
+    /// look up on the engine, or `None` when it is forwarded unjudged (a
+    /// start or update that changes nothing the policies judge). Parsing
+    /// runs on the blocking pool, so a body built to be slow to read holds
+    /// up no other client.
+    async fn read_request(
+        &self,
+        parts: &hyper::http::request::Parts,
+        route: &Route,
+        query: &[(String, String)],
+        canonical: &CanonicalPath,
+        bytes: Bytes,
+        engine: &Arc<Engine>,
+    ) -> Result<(Option<Request>, Lookups), Refusal> {
+        let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
+        let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
+        let text =
+            String::from_utf8(bytes.to_vec()).map_err(|_| bad("the body is not UTF-8".into()))?;
+        // What only the engine can say, asked before the body is read.
+        let mut exec_target = None;
+        let mut network_template = None;
+        let mut plugin_required = None;
+        match &route.inspect {
+            Inspect::ExecCreate { container } => {
+                exec_target = Some(self.proxy.engine.exec_target(container).await);
+            }
+            Inspect::NetworkCreate => {
+                let name = admission::docker::network_template_name(&text)
+                    .map_err(|error| cannot_read(&error))?;
+                if let Some(name) = name {
+                    network_template = self.proxy.engine.network_template(&name).await;
+                }
+            }
+            Inspect::PluginPrivileges => {
+                let remote = path::query_value(query, "remote").unwrap_or_default();
+                let required = self
+                    .proxy
+                    .engine
+                    .plugin_privileges(remote, parts.headers.get("x-registry-auth"))
+                    .await
+                    .map_err(|message| Refusal::new(StatusCode::BAD_GATEWAY, message))?;
+                plugin_required = Some((remote.to_owned(), required.to_string()));
+            }
+            _ => {}
+        }
+        let inspect = route.inspect.clone();
+        let query = query.to_vec();
+        let version = canonical.version;
+        let engine = engine.clone();
+        let accepted = self.proxy.unjudged_fields.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let reading = Reading {
+                engine: &engine,
+                version,
+                accept: Accept::Listed(&accepted),
+            };
+            let none = Lookups::default();
+            let read = match inspect {
+                Inspect::ContainerStart => {
+                    return match text.trim() {
+                        "" | "{}" | "null" => Ok((None, none)),
+                        _ => Err(forbidden(
+                            "portcullis: a container takes its configuration at create, not at start"
+                                .into(),
+                        )),
+                    };
+                }
+                Inspect::ContainerUpdate => {
+                    refuse_device_changes(&text).map_err(forbidden)?;
+                    return Ok((None, none));
+                }
+                Inspect::ContainerCreate => {
+                    let name = path::query_value(&query, "name").map(str::to_owned);
+                    admission::docker::container_create(&text, name, &reading)
+                }
+                Inspect::ExecCreate { .. } => {
+                    let target = exec_target.unwrap_or_default();
+                    admission::docker::exec_create(&text, &target, &reading).map(|r| (r, none))
+                }
+                Inspect::ServiceCreate => {
+                    admission::docker::service(&text, Operation::Create, None, &reading)
+                        .map(|r| (r, none))
+                }
+                Inspect::ServiceUpdate { service } => {
+                    admission::docker::service(&text, Operation::Update, Some(service), &reading)
+                        .map(|r| (r, none))
+                }
+                Inspect::VolumeCreate => {
+                    admission::docker::volume_create(&text, &reading).map(|r| (r, none))
+                }
+                Inspect::NetworkCreate => {
+                    admission::docker::network_create(&text, network_template, &reading)
+                        .map(|r| (r, none))
+                }
+                Inspect::PluginPrivileges => {
+                    let (remote, required) = plugin_required.unwrap_or_default();
+                    let required =
+                        plugin::privileges(&required).map_err(|error| cannot_read(&error))?;
+                    let body = if text.trim().is_empty() { "[]" } else { &text };
+                    let accepted =
+                        plugin::privileges(body).map_err(|error| cannot_read(&error))?;
+                    if !plugin::accepts_exactly(&accepted, &required) {
+                        return Err(forbidden(format!(
+                            "portcullis: the privileges accepted are not the ones plugin {remote} gets; accept exactly those `docker plugin install` lists"
+                        )));
+                    }
+                    Ok((plugin::install(&remote, &required, &text, &reading), none))
+                }
+                Inspect::PluginSet { plugin } => {
+                    plugin::set(&plugin, &text, &reading).map(|r| (r, none))
+                }
+                Inspect::ImagePull => {
+                    let image = path::query_value(&query, "fromImage").unwrap_or_default();
+                    let tag = path::query_value(&query, "tag").unwrap_or_default();
+                    Ok((
+                        admission::docker::image_pull(image_reference(image, tag), &reading),
+                        none,
+                    ))
+                }
+                Inspect::Nothing | Inspect::Build | Inspect::Refuse(_) => return Ok((None, none)),
+            };
+            read.map(|(request, lookups)| (Some(request), lookups))
+                .map_err(|error| cannot_read(&error))
+        })
+        .await
+        .map_err(|_| evaluation_failed())?;
+        read
+    }
+
     /// Step 4: the pipeline's decision on a request from this client, or
     /// the refusal it makes.
-    async fn judge(&self, mut admission: Request) -> Result<Decision, Refusal> {
+    async fn judge(
+        &self,
+        mut admission: Request,
+        lookups: &Lookups,
+        engine: &Engine,
+    ) -> Result<Decision, Refusal> {
         admission.uid = request_uid();
         admission.user = self.client.identity.clone();
-        self.enrich(&mut admission).await;
+        self.proxy
+            .engine
+            .enrich(&mut admission, lookups, engine)
+            .await;
 
         let decide = |admission: Arc<Request>| {
             let pipeline = self.proxy.pipeline.clone();
@@ -737,12 +954,7 @@ impl Session {
                     pipeline.decide(&admission, Phase::Mutating, None)
                 })
                 .await
-                .map_err(|_| {
-                    Refusal::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "portcullis: the evaluation failed".into(),
-                    )
-                })
+                .map_err(|_| evaluation_failed())
             }
         };
         // With verification, the images are verified first and the body
@@ -762,9 +974,24 @@ impl Session {
         Ok(decision)
     }
 
+    /// Reads a body whole, up to the cap, within the client timeout.
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Refusal> {
         let limit = usize::try_from(self.proxy.max_body).unwrap_or(usize::MAX);
-        match Limited::new(body, limit).collect().await {
+        let collected = tokio::time::timeout(
+            self.proxy.client_timeout,
+            Limited::new(body, limit).collect(),
+        )
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "portcullis: the body did not arrive within {:?}",
+                    self.proxy.client_timeout
+                ),
+            )
+        })?;
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -778,93 +1005,6 @@ impl Session {
                 format!("cannot read the body: {error}"),
             )),
         }
-    }
-
-    /// Fills in what the request leaves to other objects on the engine: the
-    /// privileges of borrowed containers, an exec's effective user, and the
-    /// real targets of host paths.
-    async fn enrich(&self, request: &mut Request) {
-        let upstream = &self.proxy.upstream;
-        let exec = request.kind.kind == "Exec";
-        let Some(workload) = request.workload.as_mut() else {
-            return;
-        };
-        let mut lookups: Vec<(Option<BorrowedResource>, String)> = workload
-            .borrowed
-            .iter()
-            .map(|borrowed| (Some(borrowed.resource), borrowed.container.clone()))
-            .collect();
-        if exec && let Some(container) = request.name.clone() {
-            lookups.push((None, container));
-        }
-        for (resource, container) in lookups {
-            let inspected = upstream
-                .get_json(&format!("/containers/{}/json", encode_segment(&container)))
-                .await;
-            let Ok(Some(inspected)) = inspected else {
-                continue;
-            };
-            let Ok(borrowed) = admission::docker::normalize(
-                &container_body(&inspected).to_string(),
-                Some(&container),
-            ) else {
-                continue;
-            };
-            match resource {
-                Some(BorrowedResource::Network) => workload.host_network |= borrowed.host_network,
-                Some(BorrowedResource::Pid) => workload.host_pid |= borrowed.host_pid,
-                Some(BorrowedResource::Ipc) => workload.host_ipc |= borrowed.host_ipc,
-                Some(BorrowedResource::Volumes) => {
-                    // The borrowed container's volumes become this one's.
-                    let mounts: Vec<_> = borrowed
-                        .containers
-                        .iter()
-                        .flat_map(|c| c.volume_mounts.clone())
-                        .collect();
-                    workload.volumes.extend(borrowed.volumes);
-                    if let Some(target) = workload.containers.first_mut() {
-                        target.volume_mounts.extend(mounts);
-                    }
-                }
-                None => {
-                    if let (Some(process), Some(target)) =
-                        (workload.containers.first_mut(), borrowed.containers.first())
-                    {
-                        process.image = target.image.clone();
-                        let context = &mut process.security_context;
-                        if context.run_as_user.is_none() {
-                            // An exec without --user runs as the container's
-                            // user: root when none is configured (the image's
-                            // USER is copied into the container's), unknown
-                            // when it is a name.
-                            let configured = inspected
-                                .pointer("/Config/User")
-                                .and_then(|user| user.as_str())
-                                .unwrap_or("");
-                            context.run_as_user = if configured.is_empty() {
-                                Some(0)
-                            } else {
-                                target.security_context.run_as_user
-                            };
-                            context.run_as_non_root = context.run_as_user.map(|uid| uid != 0);
-                        }
-                    }
-                }
-            }
-        }
-        if upstream.is_local() {
-            for volume in &mut workload.volumes {
-                if let Some(host_path) = volume.host_path.as_mut()
-                    && host_path.starts_with('/')
-                    && let Ok(real) = std::fs::canonicalize(&*host_path)
-                {
-                    // Judge where the engine will mount from, not the
-                    // symlink the client named.
-                    *host_path = real.to_string_lossy().into_owned();
-                }
-            }
-        }
-        request.images = admission::images(workload);
     }
 
     /// Step 5: sends the request to the engine and streams the answer back.
@@ -906,7 +1046,7 @@ impl Session {
                     StatusCode::BAD_GATEWAY,
                     &format!(
                         "portcullis cannot reach the Docker engine at {}: {error}",
-                        self.proxy.upstream.endpoint()
+                        self.proxy.engine.upstream().endpoint()
                     ),
                 );
             }
@@ -951,7 +1091,14 @@ impl Session {
             None => false,
         };
         if !ready {
-            let (sender, driver) = self.proxy.upstream.handshake().await?;
+            let (sender, driver) = match self.proxy.engine.upstream().handshake().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // The engine went away; what comes back may be another.
+                    self.proxy.engine.forget();
+                    return Err(error.into());
+                }
+            };
             if let Err(unsent) = self.drivers.send(driver) {
                 tokio::spawn(unsent.0);
             }
@@ -1015,6 +1162,22 @@ fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
+/// The refusal of a request whose body cannot be read as the engine reads
+/// it.
+fn cannot_read(error: &NormalizeError) -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        format!("portcullis cannot read the request: {error}"),
+    )
+}
+
+fn evaluation_failed() -> Refusal {
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "portcullis: the evaluation failed".into(),
+    )
+}
+
 /// A JSON error answer the docker CLI prints as `Error response from daemon`.
 fn refusal(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "message": message }).to_string();
@@ -1064,27 +1227,6 @@ fn image_reference(image: &str, tag: &str) -> String {
         digest if digest.contains(':') => format!("{image}@{digest}"),
         tag => format!("{image}:{tag}"),
     }
-}
-
-/// A container's inspect output as a create body, so the create normalizer
-/// reads it: the configured user and image, and the host configuration.
-fn container_body(inspected: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "Image": inspected.pointer("/Config/Image"),
-        "User": inspected.pointer("/Config/User"),
-        "HostConfig": inspected.get("HostConfig"),
-    })
-}
-
-fn encode_segment(name: &str) -> String {
-    name.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 /// A request identifier for policies and the audit log.

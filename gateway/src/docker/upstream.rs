@@ -109,14 +109,21 @@ impl Upstream {
         Ok((sender, driver))
     }
 
-    /// `GET path` from the engine, as JSON; `None` for 404.
-    pub async fn get_json(&self, path: &str) -> io::Result<Option<serde_json::Value>> {
+    /// `GET path` from the engine, with `headers`, as JSON; `None` for 404.
+    pub async fn get_json(
+        &self,
+        path: &str,
+        headers: &[(hyper::header::HeaderName, hyper::header::HeaderValue)],
+    ) -> io::Result<Option<serde_json::Value>> {
         let (mut sender, driver) = self.handshake::<Empty<Bytes>>().await?;
         tokio::spawn(driver);
-        let request = hyper::Request::get(path)
+        let mut request = hyper::Request::get(path)
             .header(hyper::header::HOST, "docker")
             .body(Empty::new())
             .map_err(io::Error::other)?;
+        for (name, value) in headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
         let response = sender
             .send_request(request)
             .await

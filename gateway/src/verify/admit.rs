@@ -289,10 +289,16 @@ mod tests {
 
     #[test]
     fn docker_images_are_found_as_the_body_spells_them() {
-        let create = admission::docker::container_create(
+        let engine = admission::docker::Engine::assumed();
+        let reading = admission::docker::Reading {
+            engine: &engine,
+            version: Some((1, 41)),
+            accept: admission::docker::fields::Accept::All,
+        };
+        let (create, _) = admission::docker::container_create(
             r#"{"image": "busybox:1", "HostConfig": {}}"#,
             None,
-            "1.41".into(),
+            &reading,
         )
         .expect("a container");
         assert!(governs(&create));
@@ -301,14 +307,14 @@ mod tests {
             r#"{"taskTemplate": {"ContainerSpec": {"IMAGE": "nginx"}}}"#,
             Operation::Create,
             None,
-            "1.41".into(),
+            &reading,
         )
         .expect("a service");
         assert_eq!(
             image_fields(&service),
             owned(&[("/taskTemplate/ContainerSpec/IMAGE", "nginx")])
         );
-        let pull = admission::docker::image_pull("nginx:1".into(), "1.41".into());
+        let pull = admission::docker::image_pull("nginx:1".into(), &reading);
         assert!(governs(&pull), "pulls are verified");
         assert!(image_fields(&pull).is_empty(), "and not rewritten");
     }

@@ -281,20 +281,25 @@ fn privileged_exec(subject: &Subject<'_>, settings: &Settings) -> Option<String>
 }
 
 /// `rootExec`: no process entering a running container as uid 0, when the
-/// operator opts in. Unset means the exec runs as the container's own user
-/// and the gateway could not look that user up (or it is a name only the
-/// image knows), so the policy cannot tell whether it is root and lets it be.
+/// operator opts in. A user the gateway could not resolve to a number (a
+/// name, which only the container's own `/etc/passwd` resolves, or the
+/// user of a container it could not look up) may be root, and is refused
+/// as root is.
 fn root_exec(subject: &Subject<'_>, settings: &Settings) -> Option<String> {
     if !subject.exec || settings.allow_root_exec {
         return None;
     }
     let pod_user = subject.workload.security_context.run_as_user;
-    let bad = subject.containers_where(|c| c.security_context.run_as_user.or(pod_user) == Some(0));
-    (!bad.is_empty()).then(|| {
-        format!(
-            "{} must not be entered {}",
-            blame(subject.words, &bad),
-            subject.words.root_exec
-        )
-    })
+    let user = |c: &Container| c.security_context.run_as_user.or(pod_user);
+    let root = subject.containers_where(|c| user(c) == Some(0));
+    let unknown = subject.containers_where(|c| user(c).is_none());
+    let clauses: Vec<String> = [
+        (root, subject.words.root_exec),
+        (unknown, subject.words.unknown_user_exec),
+    ]
+    .into_iter()
+    .filter(|(bad, _)| !bad.is_empty())
+    .map(|(bad, how)| format!("{} must not be entered {how}", blame(subject.words, &bad)))
+    .collect();
+    (!clauses.is_empty()).then(|| clauses.join(", "))
 }

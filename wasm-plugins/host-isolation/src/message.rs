@@ -43,6 +43,8 @@ pub(crate) struct Words {
     pub(crate) privileged_exec: &'static str,
     /// How an exec as root enters a container.
     pub(crate) root_exec: &'static str,
+    /// How an exec as a user that may be root enters a container.
+    pub(crate) unknown_user_exec: &'static str,
 }
 
 /// Kubernetes' field names where it has the field; plain words where only
@@ -62,6 +64,7 @@ static KUBERNETES: Words = Words {
     host_path: "hostPath",
     privileged_exec: "by a privileged exec",
     root_exec: "by an exec as runAsUser=0",
+    unknown_user_exec: "by an exec as a user that may be root (give runAsUser as a number)",
 };
 
 /// The `docker` CLI's flags, which is what a Docker user typed.
@@ -72,13 +75,14 @@ static DOCKER: Words = Words {
     host_devices: "--device",
     device_rules: "--device-cgroup-rule",
     host_uts: "--uts host",
-    host_cgroup: "--cgroupns host",
+    host_cgroup: "--cgroupns host (or the engine's default: run with --cgroupns private)",
     host_users: "--userns host",
     borrow_verb: "use",
     volumes_from_verb: "use",
     host_path: "host path",
     privileged_exec: "with exec --privileged",
     root_exec: "with exec --user 0",
+    unknown_user_exec: "as a user that may be root (a name, or the container's own user when it is a name or unknown): exec with --user <uid>",
 };
 
 impl Words {

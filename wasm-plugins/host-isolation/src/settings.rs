@@ -52,7 +52,8 @@ pub struct Settings {
     pub sensitive_paths: Vec<HostPath>,
     /// Whether a container may be entered by a privileged exec.
     pub allow_privileged_exec: bool,
-    /// Whether a container may be entered by an exec running as uid 0.
+    /// Whether a container may be entered by an exec running as uid 0, or
+    /// as a user the gateway cannot tell from it.
     pub allow_root_exec: bool,
 }
 

@@ -342,7 +342,7 @@ fn host_uts_cgroup_and_user_namespaces_are_denied() {
     assert_denied_for(&verdict, &["hostNamespaces"]);
     assert_eq!(
         detail(&verdict, "hostNamespaces"),
-        "--uts host, --cgroupns host, --userns host"
+        "--uts host, --cgroupns host (or the engine's default: run with --cgroupns private), --userns host"
     );
     assert_eq!(
         detail(&judge(&kubernetes_pod(w)), "hostNamespaces"),
@@ -351,7 +351,10 @@ fn host_uts_cgroup_and_user_namespaces_are_denied() {
 
     for (set, expected) in [
         (0, "--uts host"),
-        (1, "--cgroupns host"),
+        (
+            1,
+            "--cgroupns host (or the engine's default: run with --cgroupns private)",
+        ),
         (2, "--userns host"),
     ] {
         let mut w = web();
@@ -727,8 +730,15 @@ fn root_exec_is_denied_only_when_the_operator_opts_in() {
         &docker_exec(|c| c.security_context.run_as_user = Some(1000)),
         strict,
     ));
-    // The container's own user, which the gateway could not look up.
-    assert_allowed(&judge_with(&docker_exec(|_| {}), strict));
+    // A user the gateway could not resolve to a number may be root.
+    let unknown = judge_with(&docker_exec(|_| {}), strict);
+    assert_denied_for(&unknown, &["rootExec"]);
+    assert!(
+        detail(&unknown, "rootExec").contains("may be root"),
+        "{}",
+        detail(&unknown, "rootExec")
+    );
+    assert_allowed(&judge(&docker_exec(|_| {})));
 }
 
 #[test]
@@ -823,7 +833,7 @@ fn every_violation_is_reported_at_once_in_order_with_docker_words() {
         Some(concat!(
             r#"violates host-isolation: "#,
             r#"devices (container "web" must not use --device "/dev/sda" or --device-cgroup-rule "c 1:* rwm"); "#,
-            r#"hostNamespaces (--uts host, --cgroupns host, --userns host); "#,
+            r#"hostNamespaces (--uts host, --cgroupns host (or the engine's default: run with --cgroupns private), --userns host); "#,
             r#"borrowedNamespaces (container "web" must not use --pid container:db, --network container:vpn); "#,
             r#"volumesFrom (container "web" must not use --volumes-from db); "#,
             r#"sensitivePaths (container "web" must not mount host path "/var/run/docker.sock" (sensitive path "/var/run/docker.sock"), "#,

@@ -72,9 +72,15 @@ fn judge(request: &Request, settings: &Settings) -> Verdict {
     let Some(workload) = &request.workload else {
         return Verdict::allow();
     };
-    // Deleting starts nothing, and exec/attach enter a container that was
-    // judged when it was created; upstream judges neither.
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
+    // Deleting starts nothing, and a Kubernetes exec or attach enters a
+    // container that was judged when it was created; upstream judges
+    // neither. A Docker exec is different: it starts a process with
+    // privileges and a user of its own, which the gateway describes as the
+    // exec's workload, so the controls a process can break are judged on it.
+    let exec = request.origin == Origin::Docker
+        && request.kind.group == "docker"
+        && request.kind.kind == "Exec";
+    if !exec && !matches!(request.operation, Operation::Create | Operation::Update) {
         return Verdict::allow();
     }
     // Checked before the update comparison, which parses JSON, so the
@@ -85,7 +91,7 @@ fn judge(request: &Request, settings: &Settings) -> Verdict {
     if request.operation == Operation::Update && nothing_new(request, workload) {
         return Verdict::allow();
     }
-    let violations = evaluate(workload, request.origin, settings);
+    let violations = evaluate(workload, request.origin, settings, exec);
     if violations.is_empty() {
         return Verdict::allow();
     }
@@ -107,11 +113,22 @@ fn nothing_new(request: &Request, workload: &Workload) -> bool {
     }
 }
 
+/// The controls an exec's process can break: it inherits the container's
+/// namespaces, volumes, capabilities and profiles, and brings only its
+/// privilege and its user.
+const EXEC_CONTROLS: &[&str] = &["privileged", "runAsNonRoot", "runAsUser"];
+
 /// Runs every applicable check, so the person sees every reason at once.
-fn evaluate(workload: &Workload, origin: Origin, settings: &Settings) -> Vec<Violation> {
+fn evaluate(
+    workload: &Workload,
+    origin: Origin,
+    settings: &Settings,
+    exec: bool,
+) -> Vec<Violation> {
     let pod = Pod::new(workload, origin);
     registry::applicable(settings.level, settings.version)
         .into_iter()
+        .filter(|(control, _)| !exec || EXEC_CONTROLS.contains(control))
         .filter(|(control, _)| !settings.exclude.iter().any(|excluded| excluded == control))
         .filter_map(|(control, revision)| {
             let detail = revision.check(&pod)?;

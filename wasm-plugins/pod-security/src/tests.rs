@@ -978,6 +978,46 @@ fn docker_root_users_are_named_by_the_user_field() {
     assert_allowed(&docker(Level::Restricted, w));
 }
 
+/// A `docker exec` as the gateway normalizes it: the process alone, with
+/// the privilege and user it runs with, and none of the container's
+/// profiles (which it inherits).
+fn docker_exec(privileged: Option<bool>, uid: Option<i64>) -> Verdict {
+    docker_exec_at(Level::Baseline, privileged, uid)
+}
+
+fn docker_exec_at(level: Level, privileged: Option<bool>, uid: Option<i64>) -> Verdict {
+    let mut c = container("web");
+    c.security_context.privileged = privileged;
+    c.security_context.run_as_user = uid;
+    c.security_context.run_as_non_root = uid.map(|uid| uid != 0);
+    let mut w = pod(vec![c]);
+    w.template_path = None;
+    let mut exec = request(Operation::Connect, Origin::Docker, Some(w));
+    exec.kind = GroupVersionKind {
+        group: "docker".into(),
+        version: "1.41".into(),
+        kind: "Exec".into(),
+    };
+    PodSecurity::validate(&exec, &settings(level, Version::Latest))
+}
+
+#[test]
+fn a_privileged_docker_exec_is_judged_as_a_privileged_container() {
+    assert_denied_for(&docker_exec(Some(true), Some(1000)), &["privileged"]);
+    assert_allowed(&docker_exec(None, Some(0)));
+    // Restricted refuses an exec as root, or as a user that may be root;
+    // the container's own profiles are not the exec's to fix.
+    assert_denied_for(
+        &docker_exec_at(Level::Restricted, None, Some(0)),
+        &["runAsNonRoot", "runAsUser"],
+    );
+    assert_denied_for(
+        &docker_exec_at(Level::Restricted, None, None),
+        &["runAsNonRoot"],
+    );
+    assert_allowed(&docker_exec_at(Level::Restricted, None, Some(1000)));
+}
+
 #[test]
 fn docker_inline_seccomp_profiles_are_not_quoted_in_full() {
     let mut w = docker_run();

@@ -9,13 +9,27 @@
 //! with two keys for one field, or the same key twice anywhere, is rejected:
 //! there is then no reading on which the gateway and the engine could
 //! disagree.
+//!
+//! Reading is linear in the body: each object indexes its keys by their
+//! folded spelling once, so a lookup costs the same whatever the object's
+//! size, and the body is bounded in nesting ([`MAX_DEPTH`]) and in values
+//! ([`MAX_VALUES`]), so no body of the allowed size is slow to read.
 
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::NormalizeError;
+
+/// Deepest nesting of arrays and objects a body may have. The engine's
+/// deepest structure (a service's task template, its container spec, its
+/// mounts' options) is under ten levels.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most values (objects, arrays, strings, numbers…) a body may hold.
+pub(crate) const MAX_VALUES: usize = 1 << 18;
 
 /// A JSON value, objects kept in document order.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,79 +42,144 @@ pub(crate) enum Value {
     Object(Object),
 }
 
-/// A JSON object with no key repeated.
+/// A JSON object with no key repeated, indexed by Go's folding of its keys.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Object(Vec<(String, Value)>);
-
-/// Parses a body; duplicate keys are an error.
-pub(crate) fn parse(text: &str) -> Result<Value, NormalizeError> {
-    serde_json::from_str(text)
-        .map_err(|error| NormalizeError::new("", format!("not valid JSON: {error}")))
+pub(crate) struct Object {
+    entries: Vec<(String, Value)>,
+    /// Folded key → the first two entries whose keys fold to it.
+    folded: HashMap<String, (usize, Option<usize>)>,
 }
 
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
+/// Parses a body; duplicate keys, and bodies past the limits, are errors.
+pub(crate) fn parse(text: &str) -> Result<Value, NormalizeError> {
+    let budget = Cell::new(MAX_VALUES);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Seed {
+        budget: &budget,
+        depth: 0,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value))
+    .map_err(|error| NormalizeError::new("", format!("not valid JSON: {error}")))?;
+    Ok(value)
+}
+
+/// Reads one value, counting it against the budget.
+#[derive(Clone, Copy)]
+struct Seed<'b> {
+    budget: &'b Cell<usize>,
+    depth: usize,
+}
+
+impl Seed<'_> {
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        match self.budget.get().checked_sub(1) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "more than {MAX_VALUES} values in one body"
+            ))),
+        }
+    }
+
+    fn nested<E: de::Error>(&self) -> Result<Seed<'_>, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        Ok(Seed {
+            budget: self.budget,
+            depth: self.depth + 1,
+        })
     }
 }
 
-struct ValueVisitor;
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
 
-impl<'de> Visitor<'de> for ValueVisitor {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
     type Value = Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Null)
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Bool(value))
     }
 
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Number(value.into()))
     }
 
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Number(value.into()))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        self.spend()?;
         serde_json::Number::from_f64(value)
             .map(Value::Number)
             .ok_or_else(|| E::custom("number out of range"))
     }
 
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::String(value.to_owned()))
     }
 
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::String(value))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.spend()?;
+        let item = self.nested()?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        while let Some(value) = seq.next_element_seed(item)? {
+            items.push(value);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries: Vec<(String, Value)> = Vec::new();
+        self.spend()?;
+        let item = self.nested()?;
+        let mut object = Object::default();
+        let mut seen: HashSet<String> = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            if entries.iter().any(|(existing, _)| *existing == key) {
+            if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format!("duplicate key `{key}`")));
             }
-            let value = map.next_value()?;
-            entries.push((key, value));
+            let value = map.next_value_seed(item)?;
+            let index = object.entries.len();
+            object
+                .folded
+                .entry(fold(&key))
+                .and_modify(|(_, second)| {
+                    second.get_or_insert(index);
+                })
+                .or_insert((index, None));
+            object.entries.push((key, value));
         }
-        Ok(Value::Object(Object(entries)))
+        Ok(Value::Object(object))
     }
 }
 
@@ -108,7 +187,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 /// Only `ſ` (U+017F) and the Kelvin sign (U+212A) fold into ASCII letters,
 /// and struct field names are ASCII, so those two and ASCII case are all
 /// that can make a key match a field.
-fn fold(key: &str) -> String {
+pub(crate) fn fold(key: &str) -> String {
     key.chars()
         .map(|c| match c {
             '\u{017F}' => 's',
@@ -122,20 +201,19 @@ impl Object {
     /// The value Go would decode into the struct field `name` (`None` for
     /// absent or `null`). Two keys that both match the field are an error.
     pub(crate) fn field(&self, name: &str, path: &str) -> Result<Option<&Value>, NormalizeError> {
-        let folded = fold(name);
-        let mut found = self.0.iter().filter(|(key, _)| fold(key) == folded);
-        let first = found.next();
-        if let (Some((key, _)), Some((other, _))) = (first, found.next()) {
+        let Some(&(first, second)) = self.folded.get(&fold(name)) else {
+            return Ok(None);
+        };
+        if let Some(second) = second {
             return Err(NormalizeError::new(
                 join(path, name),
                 format!(
-                    "keys `{key}` and `{other}` both set this field; the engine would take the last, so the request is ambiguous"
+                    "keys `{}` and `{}` both set this field; the engine would take the last, so the request is ambiguous",
+                    self.entries[first].0, self.entries[second].0
                 ),
             ));
         }
-        Ok(first
-            .map(|(_, value)| value)
-            .filter(|value| **value != Value::Null))
+        Ok(Some(&self.entries[first].1).filter(|value| **value != Value::Null))
     }
 
     /// A string field.
@@ -204,7 +282,14 @@ impl Object {
     /// Entries of a JSON object decoded into a Go map (keys are data, not
     /// folded).
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(key, value)| (key.as_str(), value))
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_str(), value))
+    }
+
+    /// Whether the object has no keys.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -332,6 +417,48 @@ mod tests {
     fn exact_duplicate_keys_are_rejected_anywhere() {
         let error = parse(r#"{"Labels": {"a": "1", "a": "2"}}"#).expect_err("duplicate");
         assert!(error.message.contains("duplicate key `a`"), "{error}");
+    }
+
+    #[test]
+    fn exact_duplicates_are_found_among_case_variants() {
+        // Map keys are data: `o` and `O` are two options, but `o` twice is
+        // one option with two values, of which the engine keeps the last.
+        let error = parse(r#"{"o": "ro", "O": "x", "o": "bind"}"#).expect_err("duplicate");
+        assert!(error.message.contains("duplicate key `o`"), "{error}");
+        assert!(parse(r#"{"o": "ro", "O": "x"}"#).is_ok());
+    }
+
+    #[test]
+    fn bodies_past_the_limits_are_refused_with_the_limit() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let error = parse(&deep).expect_err("too deep");
+        assert!(error.message.contains("nested more than 64"), "{error}");
+        let within = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&within).is_ok());
+
+        let many = format!("[{}0]", "0,".repeat(MAX_VALUES));
+        let error = parse(&many).expect_err("too many values");
+        assert!(error.message.contains("more than 262144 values"), "{error}");
+    }
+
+    #[test]
+    fn a_large_object_of_distinct_keys_is_read_whole() {
+        // The shape that made the old duplicate check quadratic: it now
+        // reads in one pass, and a lookup is one probe.
+        let keys: Vec<String> = (0..100_000).map(|n| format!(r#""k{n}": {n}"#)).collect();
+        let body = object(&format!("{{{}}}", keys.join(",")));
+        assert_eq!(body.entries().count(), 100_000);
+        assert_eq!(
+            body.field("K99999", ""),
+            Ok(Some(&Value::Number(99_999.into())))
+        );
+    }
+
+    #[test]
+    fn trailing_data_is_refused() {
+        // Go's decoder would read the first value and ignore the rest; a
+        // body that means two things is not forwarded.
+        assert!(parse(r#"{"Image": "a"} {"Image": "b"}"#).is_err());
     }
 
     #[test]
