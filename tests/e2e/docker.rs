@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::docker_support::{IMAGE, Name, Proxy, engine, succeeds, test_image, text};
-use crate::support::{scratch, workspace};
+use crate::support::scratch;
 
 /// The policies of the shipped hardening configuration, and its access rules
 /// plus `archive: write` so `docker cp` can be tried.
@@ -16,28 +16,6 @@ fn ordinary() -> Proxy {
         "  access: {archive: write}\n",
         "  - {name: pod-security, module: builtin:pod-security, settings: {exclude: [hostPorts]}}\n  - {name: host-isolation, module: builtin:host-isolation}\n",
     )
-}
-
-/// A proxy configured by `policies/docker-hardening.yaml`, with its socket
-/// and audit log moved into a scratch directory.
-fn hardened() -> Proxy {
-    test_image();
-    let dir = scratch();
-    let socket = dir.path().join("docker.sock");
-    let shipped =
-        std::fs::read_to_string(workspace().join("policies/docker-hardening.yaml")).expect("read");
-    let mut config: serde_json::Value = serde_saphyr::from_str(&shipped).expect("YAML");
-    config["docker"]["listen"] = format!("unix://{}", socket.display()).into();
-    config["docker"]["socket"] = serde_json::json!({"mode": "0600"});
-    config["docker"]["audit"] = "audit.log".into();
-    config["docker"]["upstream"] = format!(
-        "unix://{}",
-        crate::docker_support::engine_socket().display()
-    )
-    .into();
-    let path = dir.path().join("portcullis.yaml");
-    std::fs::write(&path, config.to_string()).expect("write");
-    Proxy::with_config(dir, &path, socket)
 }
 
 #[test]
@@ -50,11 +28,19 @@ fn the_docker_cli_works_through_the_proxy() {
 
     // run --rm, and stdin through the hijacked attach.
     assert_eq!(
-        succeeds(&proxy.docker(&["run", "--rm", IMAGE, "echo", "hello"])),
+        succeeds(&proxy.docker(&[
+            "run",
+            "--cgroupns",
+            "private",
+            "--rm",
+            IMAGE,
+            "echo",
+            "hello"
+        ])),
         "hello\n"
     );
     let mut cat = Command::new("docker")
-        .args(["run", "--rm", "-i", IMAGE, "cat"])
+        .args(["run", "--cgroupns", "private", "--rm", "-i", IMAGE, "cat"])
         .env("DOCKER_HOST", format!("unix://{}", proxy.socket.display()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -73,7 +59,7 @@ fn the_docker_cli_works_through_the_proxy() {
     let tty = Command::new("script")
         .args([
             "-eqc",
-            &format!("docker run --rm -it {IMAGE} sh -c 'tty; exit 3'"),
+            &format!("docker run --rm -it --cgroupns private {IMAGE} sh -c 'tty; exit 3'"),
             "/dev/null",
         ])
         .env("DOCKER_HOST", format!("unix://{}", proxy.socket.display()))
@@ -91,6 +77,8 @@ fn the_docker_cli_works_through_the_proxy() {
     let web = Name::new("web");
     succeeds(&proxy.docker(&[
         "create",
+        "--cgroupns",
+        "private",
         "--name",
         &web.0,
         IMAGE,
@@ -173,7 +161,15 @@ fn the_docker_cli_works_through_the_proxy() {
         &context.path().display().to_string(),
     ]));
     assert_eq!(
-        succeeds(&proxy.docker(&["run", "--rm", &tag, "cat", "/built"])),
+        succeeds(&proxy.docker(&[
+            "run",
+            "--cgroupns",
+            "private",
+            "--rm",
+            &tag,
+            "cat",
+            "/built"
+        ])),
         "built\n"
     );
     let _ = engine(&["rmi", &tag]);
@@ -239,7 +235,15 @@ fn events_stream_until_stopped() {
     let name = Name::new("events");
     // The stream is open once the engine has answered; create until seen.
     let mut lines = BufReader::new(events.stdout.take().expect("stdout")).lines();
-    succeeds(&proxy.docker(&["create", "--name", &name.0, IMAGE, "true"]));
+    succeeds(&proxy.docker(&[
+        "create",
+        "--cgroupns",
+        "private",
+        "--name",
+        &name.0,
+        IMAGE,
+        "true",
+    ]));
     let line = lines.next().expect("an event").expect("a line");
     assert!(
         line.contains(&name.0) || line.starts_with("create"),
@@ -254,10 +258,20 @@ fn events_stream_until_stopped() {
 
 #[test]
 fn the_hardening_configuration_refuses_what_reaches_the_host() {
-    let proxy = hardened();
+    let proxy = Proxy::hardened(serde_json::json!({}));
     let target = Name::new("target");
     succeeds(&proxy.docker(&[
-        "run", "-d", "--name", &target.0, "--user", "1000", IMAGE, "sleep", "300",
+        "run",
+        "--cgroupns",
+        "private",
+        "-d",
+        "--name",
+        &target.0,
+        "--user",
+        "1000",
+        IMAGE,
+        "sleep",
+        "300",
     ]));
     for (flags, reason) in [
         (&["--privileged"][..], "privileged ("),
@@ -286,7 +300,7 @@ fn the_hardening_configuration_refuses_what_reaches_the_host() {
         ),
         (&["--volumes-from", &target.0], "volumesFrom ("),
     ] {
-        let mut args = vec!["run", "--rm"];
+        let mut args = vec!["run", "--rm", "--cgroupns", "private"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&[IMAGE, "true"]);
         let output = proxy.docker(&args);
@@ -307,7 +321,16 @@ fn the_hardening_configuration_refuses_what_reaches_the_host() {
         );
     }
     // Published ports are fine on Docker.
-    succeeds(&proxy.docker(&["run", "--rm", "-p", "18080:80", IMAGE, "true"]));
+    succeeds(&proxy.docker(&[
+        "run",
+        "--cgroupns",
+        "private",
+        "--rm",
+        "-p",
+        "18080:80",
+        IMAGE,
+        "true",
+    ]));
 
     // exec: privileged, as uid 0, or into a container running as root.
     for (flags, reason) in [
@@ -327,7 +350,17 @@ fn the_hardening_configuration_refuses_what_reaches_the_host() {
     }
     succeeds(&proxy.docker(&["exec", "--user", "1000", &target.0, "true"]));
     let root = Name::new("root");
-    succeeds(&proxy.docker(&["run", "-d", "--name", &root.0, IMAGE, "sleep", "300"]));
+    succeeds(&proxy.docker(&[
+        "run",
+        "--cgroupns",
+        "private",
+        "-d",
+        "--name",
+        &root.0,
+        IMAGE,
+        "sleep",
+        "300",
+    ]));
     let output = proxy.docker(&["exec", &root.0, "true"]);
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("rootExec ("),

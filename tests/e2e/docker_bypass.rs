@@ -163,7 +163,9 @@ fn configuration_smuggled_past_create_is_refused() {
     let name = Name::new("plain");
     let created = proxy.post(
         &format!("/v1.41/containers/create?name={}", name.0),
-        &format!(r#"{{"Image": "{IMAGE}", "Cmd": ["sleep", "300"]}}"#),
+        &format!(
+            r#"{{"Image": "{IMAGE}", "Cmd": ["sleep", "300"], "HostConfig": {{"CgroupnsMode": "private"}}}}"#
+        ),
     );
     assert_eq!(created.0, 201, "{}", created.1);
     // A HostConfig on start (accepted by old API versions).

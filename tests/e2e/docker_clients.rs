@@ -55,7 +55,17 @@ fn unix_clients_are_known_by_their_uid() {
         ),
     );
     let container = Name::new("clients");
-    succeeds(&proxy.docker(&["run", "-d", "--name", &container.0, IMAGE, "sleep", "300"]));
+    succeeds(&proxy.docker(&[
+        "run",
+        "--cgroupns",
+        "private",
+        "-d",
+        "--name",
+        &container.0,
+        IMAGE,
+        "sleep",
+        "300",
+    ]));
     assert_eq!(
         succeeds(&proxy.docker(&["exec", "-u", "0", &container.0, "id", "-u"])),
         "0\n",
@@ -146,7 +156,17 @@ fn certificate_holders_are_known_by_their_subject() {
 
     // The organization may exec; the common name may only look at containers.
     let container = Name::new("subject");
-    succeeds(&proxy.docker(&["run", "-d", "--name", &container.0, IMAGE, "sleep", "300"]));
+    succeeds(&proxy.docker(&[
+        "run",
+        "--cgroupns",
+        "private",
+        "-d",
+        "--name",
+        &container.0,
+        IMAGE,
+        "sleep",
+        "300",
+    ]));
     assert!(succeeds(&over_tls(&["ps"])).contains(&container.0));
     assert_eq!(
         succeeds(&over_tls(&["exec", &container.0, "echo", "in"])),

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::support::{Serving, scratch, serve};
+use crate::support::{Serving, scratch, serve, workspace};
 
 /// The test image: busybox on an empty base.
 pub(crate) const IMAGE: &str = "portcullis-test/busybox:1";
@@ -159,6 +159,30 @@ impl Proxy {
         }
     }
 
+    /// A proxy configured by `policies/docker-hardening.yaml`, with its
+    /// socket and audit log moved into a scratch directory and the
+    /// `docker` settings of `extra` laid over it.
+    pub(crate) fn hardened(extra: serde_json::Value) -> Self {
+        test_image();
+        let dir = scratch();
+        let socket = dir.path().join("docker.sock");
+        let shipped = std::fs::read_to_string(workspace().join("policies/docker-hardening.yaml"))
+            .expect("read");
+        let mut config: serde_json::Value = serde_saphyr::from_str(&shipped).expect("YAML");
+        config["docker"]["listen"] = format!("unix://{}", socket.display()).into();
+        config["docker"]["socket"] = serde_json::json!({"mode": "0600"});
+        config["docker"]["audit"] = "audit.log".into();
+        config["docker"]["upstream"] = format!("unix://{}", engine_socket().display()).into();
+        if let serde_json::Value::Object(extra) = extra {
+            for (key, value) in extra {
+                config["docker"][key] = value;
+            }
+        }
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, config.to_string()).expect("write");
+        Self::with_config(dir, &path, socket)
+    }
+
     /// Runs the docker CLI through the proxy.
     pub(crate) fn docker(&self, args: &[&str]) -> Output {
         docker_at(&self.socket, args)
@@ -166,42 +190,58 @@ impl Proxy {
 
     /// Sends a raw HTTP/1.1 request and returns the status and body.
     pub(crate) fn raw(&self, request: &[u8]) -> (u16, String) {
-        let mut stream = UnixStream::connect(&self.socket).expect("connect to the proxy");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        stream.write_all(request).expect("write");
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        let status = answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        raw_at(&self.socket, request)
     }
 
     /// A raw POST of a JSON body with a Content-Length.
     pub(crate) fn post(&self, path: &str, body: &str) -> (u16, String) {
-        self.raw(
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
+        post_at(&self.socket, path, body)
     }
 
     /// The audit log so far.
     pub(crate) fn audit(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default()
     }
+}
+
+/// Sends a raw HTTP/1.1 request to `socket` and returns the status and body.
+pub(crate) fn raw_at(socket: &Path, request: &[u8]) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A raw request of `method` with a JSON body, with a Content-Length.
+pub(crate) fn send_at(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    raw_at(
+        socket,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// A raw POST of a JSON body with a Content-Length.
+pub(crate) fn post_at(socket: &Path, path: &str, body: &str) -> (u16, String) {
+    send_at(socket, "POST", path, body)
 }
 
 impl Drop for Proxy {

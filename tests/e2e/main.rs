@@ -13,6 +13,7 @@ mod conformance;
 mod docker;
 mod docker_bypass;
 mod docker_clients;
+mod docker_engine_bypass;
 mod eval;
 mod hostile;
 mod image_admission;

@@ -34,6 +34,9 @@ pub struct NormalizeError {
     pub path: String,
     /// What is wrong.
     pub message: String,
+    /// Whether the object reads fine but sets something no policy can see,
+    /// which the front door refuses as a denial rather than as bad input.
+    pub unjudged: bool,
 }
 
 impl NormalizeError {
@@ -41,6 +44,15 @@ impl NormalizeError {
         Self {
             path: path.into(),
             message: message.into(),
+            unjudged: false,
+        }
+    }
+
+    /// A field that is set where no policy sees it.
+    pub(crate) fn unjudged(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            unjudged: true,
+            ..Self::new(path, message)
         }
     }
 }

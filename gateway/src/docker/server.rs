@@ -1163,8 +1163,11 @@ fn full(bytes: Bytes) -> Body {
 }
 
 /// The refusal of a request whose body cannot be read as the engine reads
-/// it.
+/// it, or that sets what no policy sees.
 fn cannot_read(error: &NormalizeError) -> Refusal {
+    if error.unjudged {
+        return Refusal::new(StatusCode::FORBIDDEN, format!("portcullis: {error}"));
+    }
     Refusal::new(
         StatusCode::BAD_REQUEST,
         format!("portcullis cannot read the request: {error}"),

@@ -134,7 +134,9 @@ impl Suite {
                 "PortBindings": {"8080/tcp": [{"HostPort": ""}]},
                 "Memory": 268_435_456,
                 "RestartPolicy": {"Name": "unless-stopped"},
-                "CapDrop": ["NET_RAW"]
+                "CapDrop": ["NET_RAW"],
+                // The engine's default may be the host's (cgroup v1).
+                "CgroupnsMode": "private"
             }
         });
         let mut privileged = ordinary.clone();

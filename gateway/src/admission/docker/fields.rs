@@ -530,7 +530,7 @@ pub(crate) fn check(
         if let Accept::Listed(listed) = accept
             && !listed.iter().any(|listed| *listed == name)
         {
-            return Err(NormalizeError::new(
+            return Err(NormalizeError::unjudged(
                 join(path, key),
                 format!(
                     "{what}; no policy sees this field, so it is refused (list `{name}` in docker.unjudged_fields to accept it unseen)"
