@@ -6,7 +6,7 @@
 //! its headers read as the engine reads them ([`headers`]); when it creates
 //! or changes a workload, it is read whole, normalized for the engine
 //! behind the proxy, enriched with what that engine knows of the objects it
-//! names ([`lookup`]), and judged by the same pipeline and policies as
+//! names (`lookup`), and judged by the same pipeline and policies as
 //! Kubernetes before the exact bytes judged are forwarded. Everything else
 //! streams through untouched, including hijacked attach and exec sessions.
 

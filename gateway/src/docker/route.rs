@@ -9,7 +9,7 @@
 //! Templates capture names with `{name:.*}`, which matches any text,
 //! slashes included: a container can be named `parent/alias` (the second
 //! name a link gives it), so `/containers/parent/alias/exec` is an exec into
-//! that container, not a path the router ignores. [`ROUTES`] is that table,
+//! that container, not a path the router ignores. `ROUTES` is that table,
 //! in that order, for the 20.10 engine (API 1.41) and what later engines
 //! kept; [`classify`] matches the canonical path (see [`super::path`])
 //! against it the way the router does. A request no route takes is a 404 at

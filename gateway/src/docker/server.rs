@@ -853,7 +853,7 @@ impl Session {
         let version = canonical.version;
         let engine = engine.clone();
         let accepted = self.proxy.unjudged_fields.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let reading = Reading {
                 engine: &engine,
                 version,
@@ -928,8 +928,7 @@ impl Session {
                 .map_err(|error| cannot_read(&error))
         })
         .await
-        .map_err(|_| evaluation_failed())?;
-        read
+        .map_err(|_| evaluation_failed())?
     }
 
     /// Step 4: the pipeline's decision on a request from this client, or

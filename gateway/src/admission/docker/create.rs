@@ -1,6 +1,6 @@
 //! A container-create body, read as the engine reads it.
 //!
-//! The body is decoded with Go's rules ([`super::gojson`]) into the layout
+//! The body is decoded with Go's rules (`gojson`) into the layout
 //! the engine decodes (moby's `runconfig.ContainerConfigWrapper`): the
 //! container's configuration at the top level, the host configuration in
 //! `HostConfig` — or, on engines before 27, at the top level too when

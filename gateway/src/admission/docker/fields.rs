@@ -448,6 +448,103 @@ pub static NETWORK_CREATE: Table = Table {
     ],
 };
 
+/// A swarm service's specification.
+pub static SERVICE: Table = Table {
+    object: "service create and update",
+    fields: &[
+        judged("Name", "the service's name"),
+        judged("Labels", "labels"),
+        judged("TaskTemplate", "see TaskTemplate"),
+        harmless("Mode", "how many tasks run where"),
+        harmless("UpdateConfig", "how tasks are replaced"),
+        harmless("RollbackConfig", "how tasks are replaced"),
+        judged("Networks", "hostNetwork for the `host` network"),
+        judged(
+            "EndpointSpec",
+            "ports: published ports bind every node's address",
+        ),
+    ],
+};
+
+/// A service's task.
+pub static TASK: Table = Table {
+    object: "TaskTemplate",
+    fields: &[
+        judged(
+            "ContainerSpec",
+            "the task's container; see TaskTemplate.ContainerSpec",
+        ),
+        unjudged(
+            "PluginSpec",
+            "a plugin installed on every node with the privileges it asks for",
+            Set::NotZero,
+        ),
+        harmless("NetworkAttachmentSpec", "the swarm's own attachment tasks"),
+        harmless("Resources", RESOURCE),
+        harmless("RestartPolicy", "when the task is restarted"),
+        harmless("Placement", "which nodes run the task"),
+        judged("Networks", "hostNetwork for the `host` network"),
+        unjudged(
+            "LogDriver",
+            "a log driver that sends the task's output from every node to an address of the client's choosing",
+            Set::RemoteLogDriver,
+        ),
+        harmless("ForceUpdate", "when tasks are replaced"),
+        unjudged(
+            "Runtime",
+            "a task runtime other than the container (a plugin, or an attachment)",
+            Set::NotZero,
+        ),
+    ],
+};
+
+/// A service task's container.
+pub static CONTAINER_SPEC: Table = Table {
+    object: "TaskTemplate.ContainerSpec",
+    fields: &[
+        judged(
+            "Image",
+            "the container's image, verified and pinned by image rules",
+        ),
+        harmless("Labels", METADATA),
+        harmless("Command", PROCESS),
+        harmless("Args", PROCESS),
+        harmless("Hostname", "the container's own UTS name"),
+        harmless("Env", PROCESS),
+        harmless("Dir", PROCESS),
+        judged("User", "runAsUser / runAsGroup"),
+        harmless(
+            "Groups",
+            "supplementary groups by name, resolved in the container",
+        ),
+        judged(
+            "Privileges",
+            "seccomp, AppArmor, SELinux, no-new-privileges",
+        ),
+        harmless("Init", "the engine's own init process as PID 1"),
+        harmless("StopSignal", PROCESS),
+        harmless("TTY", STREAMS),
+        harmless("OpenStdin", STREAMS),
+        judged("ReadOnly", "readOnlyRootFilesystem"),
+        judged("Mounts", "volumes, by type, as HostConfig.Mounts"),
+        harmless("StopGracePeriod", PROCESS),
+        harmless("Healthcheck", PROCESS),
+        harmless("Hosts", NETWORK_ADDRESS),
+        harmless("DNSConfig", NETWORK_ADDRESS),
+        harmless("Secrets", "swarm secrets, files inside the container"),
+        harmless("Configs", "swarm configs, files inside the container"),
+        harmless("Isolation", WINDOWS),
+        judged("Sysctls", "sysctls"),
+        judged("CapabilityAdd", "capabilities.add"),
+        judged("CapabilityDrop", "capabilities.drop"),
+        harmless("Ulimits", RESOURCE),
+        harmless(
+            "OomScoreAdj",
+            "which process the kernel kills first when memory runs out",
+        ),
+    ],
+};
+
 /// Every table, in the README's order.
 pub static TABLES: &[&Table] = &[
     &CONFIG,
@@ -458,6 +555,9 @@ pub static TABLES: &[&Table] = &[
     &UPDATE,
     &VOLUME_CREATE,
     &NETWORK_CREATE,
+    &SERVICE,
+    &TASK,
+    &CONTAINER_SPEC,
 ];
 
 /// The log drivers that keep the container's output on the host.
@@ -528,7 +628,7 @@ pub(crate) fn check(
             continue;
         }
         if let Accept::Listed(listed) = accept
-            && !listed.iter().any(|listed| *listed == name)
+            && !listed.contains(&name)
         {
             return Err(NormalizeError::unjudged(
                 join(path, key),
@@ -546,6 +646,8 @@ pub(crate) fn check(
 fn table_path(table: &Table, path: &str) -> String {
     if std::ptr::eq(table, &HOST_CONFIG) {
         "HostConfig".into()
+    } else if std::ptr::eq(table, &TASK) {
+        "TaskTemplate".into()
     } else {
         path.to_owned()
     }
@@ -556,10 +658,11 @@ pub fn unjudged_names() -> Vec<String> {
     TABLES
         .iter()
         .flat_map(|table| {
-            table.fields.iter().filter_map(move |field| {
-                matches!(field.how, How::Unjudged(..))
-                    .then(|| join(&table_path(table, table.object), field.name))
-            })
+            table
+                .fields
+                .iter()
+                .filter(|field| matches!(field.how, How::Unjudged(..)))
+                .map(move |field| join(&table_path(table, table.object), field.name))
         })
         .collect()
 }
@@ -601,7 +704,7 @@ fn is_zero(value: &Value) -> bool {
 }
 
 /// The tables as the README's field reference: one Markdown table per
-/// object.
+/// object, then the plugin bodies, which are lists rather than objects.
 pub fn markdown() -> String {
     let mut out = String::new();
     for table in TABLES {
@@ -620,6 +723,15 @@ pub fn markdown() -> String {
             out.push_str(&format!("| `{}` | {how} |\n", field.name));
         }
     }
+    out.push_str(concat!(
+        "\n**plugin pull and upgrade** (a list of privileges): judged, but not as the body says: ",
+        "the proxy asks the engine what the plugin gets (`GET /plugins/privileges`), judges that ",
+        "(`network` host, host PID and IPC namespaces, `mount` host paths, `device`, ",
+        "`allow-all-devices`, `capabilities`; any other privilege as a device rule), and refuses a ",
+        "body that does not accept exactly it.\n\n",
+        "**plugin set** (a list of `name=value`): judged: `<mount>.source=` is a host path, ",
+        "`<device>.path=` a host device; environment and arguments are harmless.\n",
+    ));
     out
 }
 
@@ -704,6 +816,27 @@ mod tests {
         };
         let error = checked(r#"{"Frobnicate": true}"#, &newer, none).expect_err("unknown");
         assert_eq!(error.path, "HostConfig.Frobnicate");
+    }
+
+    #[test]
+    fn the_readme_lists_every_field_as_the_tables_do() {
+        // `PORTCULLIS_BLESS=1 cargo test … the_readme_lists` writes it.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).expect("the README");
+        let (start, end) = (
+            "<!-- engine-fields:start -->\n",
+            "<!-- engine-fields:end -->",
+        );
+        let (before, rest) = readme.split_once(start).expect("the start marker");
+        let (_, after) = rest.split_once(end).expect("the end marker");
+        let expected = format!("{before}{start}{}\n{end}{after}", markdown().trim_start());
+        if std::env::var_os("PORTCULLIS_BLESS").is_some() {
+            std::fs::write(path, &expected).expect("write the README");
+        }
+        assert!(
+            readme == expected,
+            "the README's field reference is stale: run with PORTCULLIS_BLESS=1"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Docker front door's requests, read as the engine reads them.
 //!
-//! Each body is decoded with Go's `encoding/json` rules ([`gojson`]), its
+//! Each body is decoded with Go's `encoding/json` rules (`gojson`), its
 //! fields checked against the engine's ([`fields`]), and each setting that
 //! grants something mapped into the workload model in the vocabulary of
 //! the Pod Security Standards, so the same policies judge `docker run` and a
@@ -8,7 +8,7 @@
 //! proxy ([`engine`]) and on the API version the client asked for:
 //!
 //! - container create ([`create`]): `--privileged`, capabilities, users
-//!   ([`user`]), security options, namespaces (`host` and `container:`
+//!   (`user`), security options, namespaces (`host` and `container:`
 //!   modes, and the engine's default cgroup namespace), volumes ([`volumes`]:
 //!   binds, mounts, and `local` volumes by what their options mount),
 //!   devices and `--gpus`, ports, sysctls, supplementary groups;

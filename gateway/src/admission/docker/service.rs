@@ -2,6 +2,7 @@
 //! its task's container, in the same model as a container's.
 
 use super::create::{SELINUX_DISABLED_TYPE, apply_user, capability, selinux};
+use super::fields;
 use super::gojson::{self, Object, Value, join};
 use super::volumes::Mounts;
 use super::{
@@ -24,11 +25,19 @@ pub fn service(
     let root = value.as_object("")?;
     const TASK: &str = "TaskTemplate";
     const SPEC: &str = "TaskTemplate.ContainerSpec";
-    let spec = root
-        .object(TASK, "")?
+    let (engine, accept) = (reading.engine, reading.accept);
+    fields::check(root, &[&fields::SERVICE], "", engine, accept)?;
+    let task = root.object(TASK, "")?;
+    if let Some(task) = task {
+        fields::check(task, &[&fields::TASK], TASK, engine, accept)?;
+    }
+    let spec = task
         .map(|task| task.object("ContainerSpec", TASK))
         .transpose()?
         .flatten();
+    if let Some(spec) = spec {
+        fields::check(spec, &[&fields::CONTAINER_SPEC], SPEC, engine, accept)?;
+    }
     let name = name.or(root.string("Name", "")?.map(str::to_owned));
     let mut workload = Workload {
         labels: root.string_map("Labels", "")?,
@@ -36,8 +45,8 @@ pub fn service(
     };
     let mut container = container(name.as_deref().unwrap_or(UNNAMED));
     let context = &mut container.security_context;
-    context.seccomp_profile = Some(SecurityProfile::RuntimeDefault);
-    context.app_armor_profile = Some(SecurityProfile::RuntimeDefault);
+    context.seccomp_profile = engine.seccomp.then_some(SecurityProfile::RuntimeDefault);
+    context.app_armor_profile = engine.apparmor.then_some(SecurityProfile::RuntimeDefault);
     if let Some(spec) = spec {
         container.image = spec.string("Image", SPEC)?.unwrap_or_default().to_owned();
         if let Some(user) = spec.string("User", SPEC)? {
