@@ -17,5 +17,6 @@ mod eval;
 mod hostile;
 mod image_admission;
 mod malformed;
+mod spellings;
 mod verify;
 mod webhook;
