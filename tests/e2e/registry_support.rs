@@ -25,6 +25,8 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub(crate) const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 pub(crate) const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The payload type of an in-toto statement in a DSSE envelope.
+pub(crate) const IN_TOTO: &str = "application/vnd.in-toto+json";
 
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -511,10 +513,9 @@ pub(crate) fn payload(name: &str, digest: &str) -> Vec<u8> {
     .expect("json")
 }
 
-/// A DSSE envelope of an in-toto `statement` signed by `key` over its
-/// pre-authentication encoding, and the signature (base64).
-fn dsse_envelope(statement: &[u8], key: &Key) -> (Value, String) {
-    let payload_type = "application/vnd.in-toto+json";
+/// A DSSE envelope of `statement` of `payload_type` signed by `key` over
+/// its pre-authentication encoding, and the signature (base64).
+fn dsse_envelope(statement: &[u8], payload_type: &str, key: &Key) -> (Value, String) {
     let mut pae = format!(
         "DSSEv1 {} {payload_type} {} ",
         payload_type.len(),
@@ -550,6 +551,18 @@ pub(crate) fn attestation_layer(
     predicate: Value,
     key: &Key,
 ) -> SignatureLayer {
+    attestation_layer_as(IN_TOTO, digest, name, predicate_type, predicate, key)
+}
+
+/// The same, its envelope declaring `payload_type` (and signed so).
+pub(crate) fn attestation_layer_as(
+    payload_type: &str,
+    digest: &str,
+    name: &str,
+    predicate_type: &str,
+    predicate: Value,
+    key: &Key,
+) -> SignatureLayer {
     let statement = serde_json::to_vec(&json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": predicate_type,
@@ -557,7 +570,7 @@ pub(crate) fn attestation_layer(
         "predicate": predicate,
     }))
     .expect("json");
-    let (envelope, _) = dsse_envelope(&statement, key);
+    let (envelope, _) = dsse_envelope(&statement, payload_type, key);
     let annotations = BTreeMap::from([
         (
             "dev.cosignproject.cosign/signature".to_owned(),
@@ -583,6 +596,18 @@ pub(crate) fn cosign_v3_bundle(
     log: Option<(&Log, i64)>,
     entry_for: Option<&str>,
 ) -> Vec<u8> {
+    cosign_v3_bundle_as(IN_TOTO, name, digest, key, log, entry_for)
+}
+
+/// The same, its envelope declaring `payload_type` (and signed so).
+pub(crate) fn cosign_v3_bundle_as(
+    payload_type: &str,
+    name: &str,
+    digest: &str,
+    key: &Key,
+    log: Option<(&Log, i64)>,
+    entry_for: Option<&str>,
+) -> Vec<u8> {
     let statement = serde_json::to_vec(&json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": name, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
@@ -590,7 +615,7 @@ pub(crate) fn cosign_v3_bundle(
         "predicate": {},
     }))
     .expect("json");
-    let (envelope, signature) = dsse_envelope(&statement, key);
+    let (envelope, signature) = dsse_envelope(&statement, payload_type, key);
     let entries: Vec<Value> = log
         .map(|(log, time)| {
             let body = json!({

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::registry_support::{
     Authority, BUNDLE, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer,
-    base64, cosign_v3_bundle, hashed_rekord, payload, sha256_hex, signed_layer,
+    attestation_layer_as, base64, cosign_v3_bundle, cosign_v3_bundle_as, hashed_rekord, payload,
+    sha256_hex, signed_layer,
 };
 use crate::support::{Run, portcullis, scratch, shared_fixtures};
 
@@ -586,6 +587,82 @@ fn attestations_are_required_and_reach_policies() {
         )],
     );
     refused(&config, &registry.name("other-signer:1"), "does not verify");
+}
+
+/// A key that signs DSSE envelopes of other kinds (releases, votes,
+/// anything) must not have them taken for attestations or cosign v3
+/// signatures: the payload type, which the signature covers, must be an
+/// in-toto statement's.
+#[test]
+fn envelopes_validly_signed_for_another_payload_type_are_refused_by_name() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let provenance = "https://slsa.dev/provenance/v1";
+    let other = "application/vnd.example.release+json";
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  rules:\n    - name: attested\n      match: [\"{host}/attested/**\"]\n      any_of: [{{key: key.pub}}]\n      attestations: [{{predicate_type: \"{provenance}\"}}]\n    - {{name: v3, match: [\"{host}/v3/**\"], any_of: [{{key: key.pub}}]}}\n",
+            insecure(&registry),
+            host = registry.host
+        ),
+    );
+    for (repository, payload_type) in [
+        ("attested/in-toto", crate::registry_support::IN_TOTO),
+        ("attested/other", other),
+    ] {
+        let digest = registry.push_image(repository, "1", repository);
+        let signed = payload(&registry.name(repository), &digest);
+        registry.attach(
+            repository,
+            &digest,
+            "sig",
+            &[signed_layer(signed.clone(), key.sign(&signed))],
+        );
+        registry.attach(
+            repository,
+            &digest,
+            "att",
+            &[attestation_layer_as(
+                payload_type,
+                &digest,
+                &registry.name(repository),
+                provenance,
+                json!({}),
+                &key,
+            )],
+        );
+    }
+    verified(&config, &registry.name("attested/in-toto:1"));
+    refused(
+        &config,
+        &registry.name("attested/other:1"),
+        &format!("the DSSE envelope's payload type is `{other}`"),
+    );
+
+    for (repository, payload_type) in [
+        ("v3/in-toto", crate::registry_support::IN_TOTO),
+        ("v3/other", other),
+    ] {
+        let digest = registry.push_image(repository, "1", repository);
+        let bundle = cosign_v3_bundle_as(
+            payload_type,
+            &registry.name(repository),
+            &digest,
+            &key,
+            None,
+            None,
+        );
+        registry.refer(repository, &digest, BUNDLE, &bundle);
+    }
+    verified(&config, &registry.name("v3/in-toto:1"));
+    refused(
+        &config,
+        &registry.name("v3/other:1"),
+        &format!("the DSSE envelope's payload type is `{other}`"),
+    );
 }
 
 /// The cosign fixtures: each signature stored as cosign stores it, beside

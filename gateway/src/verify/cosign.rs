@@ -34,6 +34,12 @@ pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The media type of a sigstore bundle, as cosign v3 stores signatures
 /// (found through the referrers API).
 pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The payload type of an in-toto statement in a DSSE envelope, which both
+/// an attestation (the in-toto attestation framework) and a cosign v3
+/// bundle's envelope (the sigstore bundle spec) must carry. It is signed
+/// with the payload (the PAE covers it), so requiring it keeps a document a
+/// key signed for another purpose from being replayed as a statement.
+const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// The predicate type of cosign v3's image signature statements.
 const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -416,6 +422,12 @@ struct InTotoSubject {
 /// in-toto statement about `digest`; the statement, the signed bytes, the
 /// signature and the log binding.
 fn open_dsse(dsse: &Dsse, digest: &str) -> Result<(InToto, Vec<u8>, String, Binding), String> {
+    if dsse.payload_type != IN_TOTO {
+        return Err(format!(
+            "the DSSE envelope's payload type is `{}`, not an in-toto statement's (`{IN_TOTO}`)",
+            dsse.payload_type
+        ));
+    }
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&dsse.payload)
         .map_err(|_| "the DSSE payload is not base64")?;
@@ -966,5 +978,46 @@ mod tests {
         let why = signature(&layer("application/octet-stream", b"{}"), DIGEST)
             .expect_err("another media type");
         assert!(why.contains("not a signature"), "{why}");
+    }
+
+    /// A DSSE envelope of an in-toto statement about [`DIGEST`] with
+    /// `predicate_type`, under `payload_type` (unsigned: the type is read
+    /// before any signature).
+    fn envelope(payload_type: &str, predicate_type: &str) -> Vec<u8> {
+        let statement = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "x", "digest": {"sha256": DIGEST.trim_start_matches("sha256:")}}],
+            "predicateType": predicate_type,
+            "predicate": {},
+        });
+        let payload = base64::engine::general_purpose::STANDARD.encode(statement.to_string());
+        serde_json::json!({"payloadType": payload_type, "payload": payload, "signatures": [{"sig": "c2ln"}]})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_dsse_envelope_of_another_payload_type_is_refused_by_name() {
+        let other = "application/vnd.example.release+json";
+        let why = statement(
+            &layer(DSSE, &envelope(other, "https://slsa.dev/provenance/v1")),
+            DIGEST,
+        )
+        .expect_err("another payload type");
+        assert!(why.contains(&format!("payload type is `{other}`")), "{why}");
+        let bundled = serde_json::json!({
+            "mediaType": BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": ""}},
+            "dsseEnvelope": serde_json::from_slice::<serde_json::Value>(&envelope(other, COSIGN_SIGN)).expect("json"),
+        });
+        let why = bundle(&layer(BUNDLE, bundled.to_string().as_bytes()), DIGEST)
+            .expect_err("another payload type");
+        assert!(why.contains(&format!("payload type is `{other}`")), "{why}");
+        let read = statement(
+            &layer(DSSE, &envelope(IN_TOTO, "https://slsa.dev/provenance/v1")),
+            DIGEST,
+        )
+        .expect("an in-toto statement");
+        assert_eq!(read.predicate_type, "https://slsa.dev/provenance/v1");
     }
 }

@@ -467,13 +467,19 @@ impl Verifier {
             Err(RegistryError::NotFound) => Vec::new(),
             Err(error) => return Err(Failure::Registry(error)),
         };
+        let mut skipped = Vec::new();
         let statements: Vec<cosign::Statement> = layers
             .iter()
-            .filter_map(|layer| cosign::statement(layer, digest).ok())
+            .filter_map(|layer| {
+                cosign::statement(layer, digest)
+                    .map_err(|why| skipped.push(format!("skipped: {why}")))
+                    .ok()
+            })
             .collect();
         let mut verified = Vec::new();
         for required in &rule.attestations {
-            let mut why = Vec::new();
+            // What was not a statement at all may be why none is found.
+            let mut why = skipped.clone();
             let found = statements
                 .iter()
                 .filter(|statement| statement.predicate_type == required.predicate_type)
