@@ -452,18 +452,61 @@ pub(crate) struct Authority {
 
 impl Authority {
     pub(crate) fn new(name: &str) -> Self {
+        Self::make(
+            name,
+            None,
+            vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ],
+            true,
+        )
+    }
+
+    /// An intermediate CA under this one with key usage `usages`, a CA by
+    /// basicConstraints when `is_ca`.
+    pub(crate) fn intermediate(
+        &self,
+        name: &str,
+        usages: Vec<rcgen::KeyUsagePurpose>,
+        is_ca: bool,
+    ) -> Self {
+        Self::make(name, Some(self), usages, is_ca)
+    }
+
+    fn make(
+        name: &str,
+        issuer: Option<&Authority>,
+        usages: Vec<rcgen::KeyUsagePurpose>,
+        is_ca: bool,
+    ) -> Self {
         let key = rcgen::KeyPair::generate().expect("a CA key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let pem = params.self_signed(&key).expect("a CA certificate").pem();
+        params.is_ca = if is_ca {
+            rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+        } else {
+            rcgen::IsCa::ExplicitNoCa
+        };
+        params.key_usages = usages;
+        let certificate = match issuer {
+            Some(issuer) => params
+                .signed_by(
+                    &key,
+                    &rcgen::Issuer::from_params(&issuer.params, &issuer.key),
+                )
+                .expect("an intermediate certificate"),
+            None => params.self_signed(&key).expect("a CA certificate"),
+        };
+        let pem = certificate.pem();
         Self { params, key, pem }
+    }
+
+    /// Its certificate, PEM.
+    pub(crate) fn pem(&self) -> &str {
+        &self.pem
     }
 
     pub(crate) fn write(&self, path: &Path) {
@@ -480,6 +523,19 @@ impl Authority {
         not_before: i64,
         not_after: i64,
     ) -> String {
+        self.issue_naming(key, email, issuer, None, (not_before, not_after))
+    }
+
+    /// The same, the issuer in Fulcio's legacy extension (`.1.1`) and, given
+    /// `issuer_v2`, that in its current one (`.1.8`, a DER UTF8String).
+    pub(crate) fn issue_naming(
+        &self,
+        key: &Key,
+        email: &str,
+        issuer: &str,
+        issuer_v2: Option<&str>,
+        (not_before, not_after): (i64, i64),
+    ) -> String {
         let pair = rcgen::KeyPair::from_pem(&key.private_pem()).expect("the signing key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
@@ -493,6 +549,16 @@ impl Authority {
             &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
             issuer.as_bytes().to_vec(),
         )];
+        if let Some(issuer) = issuer_v2 {
+            let mut utf8_string = vec![0x0c, u8::try_from(issuer.len()).expect("a short issuer")];
+            utf8_string.extend_from_slice(issuer.as_bytes());
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 57264, 1, 8],
+                    utf8_string,
+                ));
+        }
         params
             .signed_by(&pair, &rcgen::Issuer::from_params(&self.params, &self.key))
             .expect("a leaf certificate")
