@@ -18,5 +18,6 @@ mod eval;
 mod hostile;
 mod image_admission;
 mod malformed;
+mod spellings;
 mod verify;
 mod webhook;

@@ -25,6 +25,8 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub(crate) const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 pub(crate) const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The payload type of an in-toto statement in a DSSE envelope.
+pub(crate) const IN_TOTO: &str = "application/vnd.in-toto+json";
 
 pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -450,18 +452,61 @@ pub(crate) struct Authority {
 
 impl Authority {
     pub(crate) fn new(name: &str) -> Self {
+        Self::make(
+            name,
+            None,
+            vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ],
+            true,
+        )
+    }
+
+    /// An intermediate CA under this one with key usage `usages`, a CA by
+    /// basicConstraints when `is_ca`.
+    pub(crate) fn intermediate(
+        &self,
+        name: &str,
+        usages: Vec<rcgen::KeyUsagePurpose>,
+        is_ca: bool,
+    ) -> Self {
+        Self::make(name, Some(self), usages, is_ca)
+    }
+
+    fn make(
+        name: &str,
+        issuer: Option<&Authority>,
+        usages: Vec<rcgen::KeyUsagePurpose>,
+        is_ca: bool,
+    ) -> Self {
         let key = rcgen::KeyPair::generate().expect("a CA key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let pem = params.self_signed(&key).expect("a CA certificate").pem();
+        params.is_ca = if is_ca {
+            rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+        } else {
+            rcgen::IsCa::ExplicitNoCa
+        };
+        params.key_usages = usages;
+        let certificate = match issuer {
+            Some(issuer) => params
+                .signed_by(
+                    &key,
+                    &rcgen::Issuer::from_params(&issuer.params, &issuer.key),
+                )
+                .expect("an intermediate certificate"),
+            None => params.self_signed(&key).expect("a CA certificate"),
+        };
+        let pem = certificate.pem();
         Self { params, key, pem }
+    }
+
+    /// Its certificate, PEM.
+    pub(crate) fn pem(&self) -> &str {
+        &self.pem
     }
 
     pub(crate) fn write(&self, path: &Path) {
@@ -478,6 +523,19 @@ impl Authority {
         not_before: i64,
         not_after: i64,
     ) -> String {
+        self.issue_naming(key, email, issuer, None, (not_before, not_after))
+    }
+
+    /// The same, the issuer in Fulcio's legacy extension (`.1.1`) and, given
+    /// `issuer_v2`, that in its current one (`.1.8`, a DER UTF8String).
+    pub(crate) fn issue_naming(
+        &self,
+        key: &Key,
+        email: &str,
+        issuer: &str,
+        issuer_v2: Option<&str>,
+        (not_before, not_after): (i64, i64),
+    ) -> String {
         let pair = rcgen::KeyPair::from_pem(&key.private_pem()).expect("the signing key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
@@ -491,6 +549,16 @@ impl Authority {
             &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
             issuer.as_bytes().to_vec(),
         )];
+        if let Some(issuer) = issuer_v2 {
+            let mut utf8_string = vec![0x0c, u8::try_from(issuer.len()).expect("a short issuer")];
+            utf8_string.extend_from_slice(issuer.as_bytes());
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 57264, 1, 8],
+                    utf8_string,
+                ));
+        }
         params
             .signed_by(&pair, &rcgen::Issuer::from_params(&self.params, &self.key))
             .expect("a leaf certificate")
@@ -511,10 +579,9 @@ pub(crate) fn payload(name: &str, digest: &str) -> Vec<u8> {
     .expect("json")
 }
 
-/// A DSSE envelope of an in-toto `statement` signed by `key` over its
-/// pre-authentication encoding, and the signature (base64).
-fn dsse_envelope(statement: &[u8], key: &Key) -> (Value, String) {
-    let payload_type = "application/vnd.in-toto+json";
+/// A DSSE envelope of `statement` of `payload_type` signed by `key` over
+/// its pre-authentication encoding, and the signature (base64).
+fn dsse_envelope(statement: &[u8], payload_type: &str, key: &Key) -> (Value, String) {
     let mut pae = format!(
         "DSSEv1 {} {payload_type} {} ",
         payload_type.len(),
@@ -550,6 +617,18 @@ pub(crate) fn attestation_layer(
     predicate: Value,
     key: &Key,
 ) -> SignatureLayer {
+    attestation_layer_as(IN_TOTO, digest, name, predicate_type, predicate, key)
+}
+
+/// The same, its envelope declaring `payload_type` (and signed so).
+pub(crate) fn attestation_layer_as(
+    payload_type: &str,
+    digest: &str,
+    name: &str,
+    predicate_type: &str,
+    predicate: Value,
+    key: &Key,
+) -> SignatureLayer {
     let statement = serde_json::to_vec(&json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": predicate_type,
@@ -557,7 +636,7 @@ pub(crate) fn attestation_layer(
         "predicate": predicate,
     }))
     .expect("json");
-    let (envelope, _) = dsse_envelope(&statement, key);
+    let (envelope, _) = dsse_envelope(&statement, payload_type, key);
     let annotations = BTreeMap::from([
         (
             "dev.cosignproject.cosign/signature".to_owned(),
@@ -583,6 +662,18 @@ pub(crate) fn cosign_v3_bundle(
     log: Option<(&Log, i64)>,
     entry_for: Option<&str>,
 ) -> Vec<u8> {
+    cosign_v3_bundle_as(IN_TOTO, name, digest, key, log, entry_for)
+}
+
+/// The same, its envelope declaring `payload_type` (and signed so).
+pub(crate) fn cosign_v3_bundle_as(
+    payload_type: &str,
+    name: &str,
+    digest: &str,
+    key: &Key,
+    log: Option<(&Log, i64)>,
+    entry_for: Option<&str>,
+) -> Vec<u8> {
     let statement = serde_json::to_vec(&json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": name, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
@@ -590,7 +681,7 @@ pub(crate) fn cosign_v3_bundle(
         "predicate": {},
     }))
     .expect("json");
-    let (envelope, signature) = dsse_envelope(&statement, key);
+    let (envelope, signature) = dsse_envelope(&statement, payload_type, key);
     let entries: Vec<Value> = log
         .map(|(log, time)| {
             let body = json!({

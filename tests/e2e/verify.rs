@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::registry_support::{
     Authority, BUNDLE, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer,
-    base64, cosign_v3_bundle, hashed_rekord, payload, sha256_hex, signed_layer,
+    attestation_layer_as, base64, cosign_v3_bundle, cosign_v3_bundle_as, hashed_rekord, payload,
+    sha256_hex, signed_layer,
 };
 use crate::support::{Run, portcullis, scratch, shared_fixtures};
 
@@ -336,12 +337,15 @@ fn credentials_are_used_and_registry_failures_are_not_called_unsigned() {
 }
 
 /// A keyless signature: a certificate for `key` from `authority`, naming
-/// `email`, logged by `log` at `time`.
+/// `email` and `issuer` (and `issuer_v2` in Fulcio's newer extension),
+/// with `chain` beside it, logged by `log` at `time`.
 struct Keyless<'a> {
     authority: &'a Authority,
     log: Option<&'a Log>,
     email: &'a str,
     issuer: &'a str,
+    issuer_v2: Option<&'a str>,
+    chain: Option<&'a str>,
     valid: (i64, i64),
     logged_at: i64,
 }
@@ -351,7 +355,7 @@ impl Keyless<'_> {
         let key = Key::new();
         let certificate =
             self.authority
-                .issue(&key, self.email, self.issuer, self.valid.0, self.valid.1);
+                .issue_naming(&key, self.email, self.issuer, self.issuer_v2, self.valid);
         let signed = payload(name, digest);
         let signature = key.sign(&signed);
         let mut annotations = BTreeMap::from([
@@ -364,6 +368,9 @@ impl Keyless<'_> {
                 certificate.clone(),
             ),
         ]);
+        if let Some(chain) = self.chain {
+            annotations.insert("dev.sigstore.cosign/chain".to_owned(), chain.to_owned());
+        }
         if let Some(log) = self.log {
             annotations.insert(
                 "dev.sigstore.cosign/bundle".to_owned(),
@@ -400,6 +407,8 @@ fn keyless_signatures_need_the_identity_the_chain_and_the_log() {
         log: Some(&rekor),
         email: "alice@team.example",
         issuer,
+        issuer_v2: None,
+        chain: None,
         valid: (now - 600, now + 600),
         logged_at: now - 60,
     };
@@ -500,6 +509,94 @@ fn keyless_signatures_need_the_identity_the_chain_and_the_log() {
         &registry.name("transplanted:1"),
         "about another signature",
     );
+
+    // Fulcio's two issuer extensions: agreeing, they are one issuer; not,
+    // the certificate is refused whichever of them names the rule's.
+    let verdict = verified(
+        &config,
+        &case(
+            "issuers-agree",
+            &Keyless {
+                issuer_v2: Some(issuer),
+                ..good
+            },
+        ),
+    );
+    assert_eq!(verdict["signer"], format!("alice@team.example ({issuer})"));
+    refused(
+        &config,
+        &case(
+            "issuers-differ",
+            &Keyless {
+                issuer_v2: Some("https://other.example"),
+                ..good
+            },
+        ),
+        &format!(
+            "names two issuers, `{issuer}` (1.3.6.1.4.1.57264.1.1) and `https://other.example` (1.3.6.1.4.1.57264.1.8)"
+        ),
+    );
+    refused(
+        &config,
+        &case(
+            "issuers-differ-the-other-way",
+            &Keyless {
+                issuer: "https://other.example",
+                issuer_v2: Some(issuer),
+                ..good
+            },
+        ),
+        "names two issuers",
+    );
+
+    // An intermediate in the signature's chain must be a CA that may sign
+    // certificates.
+    let intermediate = |name: &str, usages, is_ca| fulcio.intermediate(name, usages, is_ca);
+    let fit = intermediate("fit", vec![rcgen::KeyUsagePurpose::KeyCertSign], true);
+    verified(
+        &config,
+        &case(
+            "fit-intermediate",
+            &Keyless {
+                authority: &fit,
+                chain: Some(fit.pem()),
+                ..good
+            },
+        ),
+    );
+    let no_cert_sign = intermediate(
+        "no-cert-sign",
+        vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ],
+        true,
+    );
+    refused(
+        &config,
+        &case(
+            "no-cert-sign-intermediate",
+            &Keyless {
+                authority: &no_cert_sign,
+                chain: Some(no_cert_sign.pem()),
+                ..good
+            },
+        ),
+        "`CN=no-cert-sign` may not sign certificates (its key usage lacks keyCertSign)",
+    );
+    let not_a_ca = intermediate("not-a-ca", vec![rcgen::KeyUsagePurpose::KeyCertSign], false);
+    refused(
+        &config,
+        &case(
+            "not-a-ca-intermediate",
+            &Keyless {
+                authority: &not_a_ca,
+                chain: Some(not_a_ca.pem()),
+                ..good
+            },
+        ),
+        "not a CA",
+    );
 }
 
 #[test]
@@ -586,6 +683,82 @@ fn attestations_are_required_and_reach_policies() {
         )],
     );
     refused(&config, &registry.name("other-signer:1"), "does not verify");
+}
+
+/// A key that signs DSSE envelopes of other kinds (releases, votes,
+/// anything) must not have them taken for attestations or cosign v3
+/// signatures: the payload type, which the signature covers, must be an
+/// in-toto statement's.
+#[test]
+fn envelopes_validly_signed_for_another_payload_type_are_refused_by_name() {
+    let registry = Registry::start(None);
+    let dir = scratch();
+    let key = Key::new();
+    key.write_public(&dir.path().join("key.pub"));
+    let provenance = "https://slsa.dev/provenance/v1";
+    let other = "application/vnd.example.release+json";
+    let config = images_config(
+        dir.path(),
+        &format!(
+            "{}  rules:\n    - name: attested\n      match: [\"{host}/attested/**\"]\n      any_of: [{{key: key.pub}}]\n      attestations: [{{predicate_type: \"{provenance}\"}}]\n    - {{name: v3, match: [\"{host}/v3/**\"], any_of: [{{key: key.pub}}]}}\n",
+            insecure(&registry),
+            host = registry.host
+        ),
+    );
+    for (repository, payload_type) in [
+        ("attested/in-toto", crate::registry_support::IN_TOTO),
+        ("attested/other", other),
+    ] {
+        let digest = registry.push_image(repository, "1", repository);
+        let signed = payload(&registry.name(repository), &digest);
+        registry.attach(
+            repository,
+            &digest,
+            "sig",
+            &[signed_layer(signed.clone(), key.sign(&signed))],
+        );
+        registry.attach(
+            repository,
+            &digest,
+            "att",
+            &[attestation_layer_as(
+                payload_type,
+                &digest,
+                &registry.name(repository),
+                provenance,
+                json!({}),
+                &key,
+            )],
+        );
+    }
+    verified(&config, &registry.name("attested/in-toto:1"));
+    refused(
+        &config,
+        &registry.name("attested/other:1"),
+        &format!("the DSSE envelope's payload type is `{other}`"),
+    );
+
+    for (repository, payload_type) in [
+        ("v3/in-toto", crate::registry_support::IN_TOTO),
+        ("v3/other", other),
+    ] {
+        let digest = registry.push_image(repository, "1", repository);
+        let bundle = cosign_v3_bundle_as(
+            payload_type,
+            &registry.name(repository),
+            &digest,
+            &key,
+            None,
+            None,
+        );
+        registry.refer(repository, &digest, BUNDLE, &bundle);
+    }
+    verified(&config, &registry.name("v3/in-toto:1"));
+    refused(
+        &config,
+        &registry.name("v3/other:1"),
+        &format!("the DSSE envelope's payload type is `{other}`"),
+    );
 }
 
 /// The cosign fixtures: each signature stored as cosign stores it, beside

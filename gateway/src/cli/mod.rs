@@ -284,7 +284,7 @@ fn verify(config: &Path, output: Output, image: &str) -> Result<u8, Error> {
         .images
         .as_ref()
         .ok_or("the configuration has no `images` section: nothing to verify against")?;
-    oci_client::Reference::try_from(image)
+    crate::verify::reference::Reference::parse(image)
         .map_err(|error| format!("`{image}` is not an image reference: {error}"))?;
     let verifier = Verifier::new(images)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -151,6 +151,12 @@ pub(super) fn verdict(verdict: &crate::verify::ImageVerdict) -> String {
             let _ = writeln!(out, "  {name:<10} {value}");
         }
     };
+    // The spelling rules and pins go by, when the request wrote another.
+    let canonical = verdict
+        .canonical
+        .clone()
+        .filter(|canonical| *canonical != verdict.reference);
+    field(&mut out, "canonical:", &canonical);
     field(&mut out, "digest:", &verdict.digest);
     field(&mut out, "rule:", &verdict.rule);
     field(&mut out, "authority:", &verdict.authority);

@@ -34,6 +34,12 @@ pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The media type of a sigstore bundle, as cosign v3 stores signatures
 /// (found through the referrers API).
 pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The payload type of an in-toto statement in a DSSE envelope, which both
+/// an attestation (the in-toto attestation framework) and a cosign v3
+/// bundle's envelope (the sigstore bundle spec) must carry. It is signed
+/// with the payload (the PAE covers it), so requiring it keeps a document a
+/// key signed for another purpose from being replayed as a statement.
+const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// The predicate type of cosign v3's image signature statements.
 const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -121,7 +127,10 @@ impl TrustRoot {
             }
         }
         for path in &config.intermediates {
-            root.intermediates.extend(certificates(path)?);
+            for der in certificates(path)? {
+                may_issue(&der).map_err(|reason| invalid(path, reason))?;
+                root.intermediates.push(der);
+            }
         }
         for path in &config.rekor {
             let text = read(path)?;
@@ -133,6 +142,7 @@ impl TrustRoot {
     }
 
     fn add_anchor(&mut self, path: &Path, der: CertificateDer<'static>) -> Result<(), LoadError> {
+        may_issue(&der).map_err(|reason| invalid(path, reason))?;
         let anchor = webpki::anchor_from_trusted_cert(&der)
             .map_err(|error| invalid(path, format!("not a usable CA certificate: {error}")))?
             .to_owned();
@@ -194,8 +204,9 @@ impl TrustRoot {
             };
             self.add_anchor(path, CertificateDer::from(decode(root)?))?;
             for intermediate in rest {
-                self.intermediates
-                    .push(CertificateDer::from(decode(intermediate)?));
+                let der = CertificateDer::from(decode(intermediate)?);
+                may_issue(&der).map_err(|reason| invalid(path, reason))?;
+                self.intermediates.push(der);
             }
         }
         for log in &file.tlogs {
@@ -416,6 +427,12 @@ struct InTotoSubject {
 /// in-toto statement about `digest`; the statement, the signed bytes, the
 /// signature and the log binding.
 fn open_dsse(dsse: &Dsse, digest: &str) -> Result<(InToto, Vec<u8>, String, Binding), String> {
+    if dsse.payload_type != IN_TOTO {
+        return Err(format!(
+            "the DSSE envelope's payload type is `{}`, not an in-toto statement's (`{IN_TOTO}`)",
+            dsse.payload_type
+        ));
+    }
     let payload = base64::engine::general_purpose::STANDARD
         .decode(&dsse.payload)
         .map_err(|_| "the DSSE payload is not base64")?;
@@ -839,6 +856,7 @@ impl Certificate {
         let (_, parsed) = X509Certificate::from_der(der.as_ref())
             .map_err(|error| format!("the certificate is malformed: {error}"))?;
         let mut subjects = Vec::new();
+        let mut legacy_issuer = None;
         let mut issuer = None;
         for extension in parsed.extensions() {
             match extension.parsed_extension() {
@@ -857,15 +875,31 @@ impl Certificate {
                 _ => {}
             }
             let oid = extension.oid.to_id_string();
-            if oid == ISSUER_V1 {
-                issuer = Some(String::from_utf8_lossy(extension.value).into_owned());
+            let (slot, value) = if oid == ISSUER_V1 {
+                let value = std::str::from_utf8(extension.value)
+                    .map_err(|_| format!("the certificate's issuer extension {oid} is not text"))?;
+                (&mut legacy_issuer, value.to_owned())
             } else if oid == ISSUER_V2 {
                 // A DER UTF8String: tag, length, text.
-                issuer = x509_parser::der_parser::der::parse_der_utf8string(extension.value)
+                let value = x509_parser::der_parser::der::parse_der_utf8string(extension.value)
                     .ok()
-                    .and_then(|(_, value)| value.as_str().ok().map(str::to_owned));
+                    .and_then(|(_, value)| value.as_str().ok().map(str::to_owned))
+                    .ok_or_else(|| {
+                        format!("the certificate's issuer extension {oid} is not a UTF8String")
+                    })?;
+                (&mut issuer, value)
+            } else {
+                continue;
+            };
+            // x509-parser keeps repeated extensions; RFC 5280 forbids them,
+            // and a reader taking either one could be told another issuer.
+            if slot.replace(value).is_some() {
+                return Err(format!(
+                    "the certificate carries the issuer extension {oid} twice"
+                ));
             }
         }
+        let issuer = Self::issuer(legacy_issuer, issuer)?;
         Ok(Self {
             public_key: parsed.public_key().raw.to_vec(),
             der: der.clone().into_owned(),
@@ -873,6 +907,19 @@ impl Certificate {
             subjects,
             issuer,
         })
+    }
+
+    /// The OIDC issuer from Fulcio's two extensions: Go verifiers read the
+    /// new form (`.1.8`) and older ones the legacy form (`.1.1`), so a
+    /// certificate whose two say different things is refused rather than
+    /// read one way here and another way elsewhere.
+    fn issuer(legacy: Option<String>, current: Option<String>) -> Result<Option<String>, String> {
+        match (legacy, current) {
+            (Some(legacy), Some(current)) if legacy != current => Err(format!(
+                "the certificate names two issuers, `{legacy}` ({ISSUER_V1}) and `{current}` ({ISSUER_V2})"
+            )),
+            (legacy, current) => Ok(current.or(legacy)),
+        }
     }
 
     fn chains_to(&self, root: &TrustRoot, time: UnixTime) -> Result<(), String> {
@@ -884,6 +931,19 @@ impl Certificate {
             .collect();
         let end_entity = webpki::EndEntityCert::try_from(&self.der)
             .map_err(|error| format!("the certificate is malformed: {error}"))?;
+        // webpki checks an issuer's basicConstraints but not its key usage;
+        // each candidate path is checked here, and a refused one makes
+        // webpki try the others. The reason is kept to be told.
+        let refused = std::cell::RefCell::new(None);
+        let issuers_may_sign = |path: &webpki::VerifiedPath<'_>| {
+            for issuer in path.intermediate_certificates() {
+                if let Err(reason) = may_issue(&issuer.der()) {
+                    *refused.borrow_mut() = Some(reason);
+                    return Err(webpki::Error::EndEntityUsedAsCa);
+                }
+            }
+            Ok(())
+        };
         end_entity
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -892,10 +952,14 @@ impl Certificate {
                 time,
                 webpki::KeyUsage::required_if_present(CODE_SIGNING),
                 None,
-                None,
+                Some(&issuers_may_sign),
             )
             .map(|_| ())
             .map_err(|error| match error {
+                webpki::Error::EndEntityUsedAsCa => refused.take().unwrap_or_else(|| {
+                    "a certificate in the chain is not a CA (basicConstraints) but stands as an issuer"
+                        .to_owned()
+                }),
                 webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => {
                     "the certificate was not valid when the signature was made".to_owned()
                 }
@@ -908,6 +972,32 @@ impl Certificate {
                 other => format!("the certificate is not trusted: {other:?}"),
             })
     }
+}
+
+/// Whether `der` may issue certificates: not a CA by basicConstraints, or a
+/// key usage without keyCertSign, says it may not. (A CA certificate
+/// without a key usage extension is not restricted by one, as RFC 5280
+/// reads an absent extension; webpki does the same for CRL signers.)
+fn may_issue(der: &CertificateDer<'_>) -> Result<(), String> {
+    let (_, parsed) = X509Certificate::from_der(der.as_ref())
+        .map_err(|error| format!("a CA certificate is malformed: {error}"))?;
+    let subject = parsed.subject().to_string();
+    let malformed = |error| format!("the CA certificate `{subject}` is malformed: {error}");
+    if let Some(constraints) = parsed.basic_constraints().map_err(malformed)?
+        && !constraints.value.ca
+    {
+        return Err(format!(
+            "`{subject}` is not a CA certificate (basicConstraints), so it may not issue certificates"
+        ));
+    }
+    if let Some(usage) = parsed.key_usage().map_err(malformed)?
+        && !usage.value.key_cert_sign()
+    {
+        return Err(format!(
+            "`{subject}` may not sign certificates (its key usage lacks keyCertSign)"
+        ));
+    }
+    Ok(())
 }
 
 /// Lowercase hex.
@@ -966,5 +1056,256 @@ mod tests {
         let why = signature(&layer("application/octet-stream", b"{}"), DIGEST)
             .expect_err("another media type");
         assert!(why.contains("not a signature"), "{why}");
+    }
+
+    /// A DSSE envelope of an in-toto statement about [`DIGEST`] with
+    /// `predicate_type`, under `payload_type` (unsigned: the type is read
+    /// before any signature).
+    fn envelope(payload_type: &str, predicate_type: &str) -> Vec<u8> {
+        let statement = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "x", "digest": {"sha256": DIGEST.trim_start_matches("sha256:")}}],
+            "predicateType": predicate_type,
+            "predicate": {},
+        });
+        let payload = base64::engine::general_purpose::STANDARD.encode(statement.to_string());
+        serde_json::json!({"payloadType": payload_type, "payload": payload, "signatures": [{"sig": "c2ln"}]})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_dsse_envelope_of_another_payload_type_is_refused_by_name() {
+        let other = "application/vnd.example.release+json";
+        let why = statement(
+            &layer(DSSE, &envelope(other, "https://slsa.dev/provenance/v1")),
+            DIGEST,
+        )
+        .expect_err("another payload type");
+        assert!(why.contains(&format!("payload type is `{other}`")), "{why}");
+        let bundled = serde_json::json!({
+            "mediaType": BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": ""}},
+            "dsseEnvelope": serde_json::from_slice::<serde_json::Value>(&envelope(other, COSIGN_SIGN)).expect("json"),
+        });
+        let why = bundle(&layer(BUNDLE, bundled.to_string().as_bytes()), DIGEST)
+            .expect_err("another payload type");
+        assert!(why.contains(&format!("payload type is `{other}`")), "{why}");
+        let read = statement(
+            &layer(DSSE, &envelope(IN_TOTO, "https://slsa.dev/provenance/v1")),
+            DIGEST,
+        )
+        .expect("an in-toto statement");
+        assert_eq!(read.predicate_type, "https://slsa.dev/provenance/v1");
+    }
+
+    /// A CA of its own, for certificates made here.
+    struct Ca {
+        params: rcgen::CertificateParams,
+        key: rcgen::KeyPair,
+        der: CertificateDer<'static>,
+    }
+
+    impl Ca {
+        fn root() -> Self {
+            Self::make(
+                "root",
+                None,
+                vec![rcgen::KeyUsagePurpose::KeyCertSign],
+                true,
+            )
+        }
+
+        /// A CA certificate named `name` issued by `issuer` (self-signed
+        /// without), with `usages` and basicConstraints `cA` of `is_ca`.
+        fn make(
+            name: &str,
+            issuer: Option<&Ca>,
+            usages: Vec<rcgen::KeyUsagePurpose>,
+            is_ca: bool,
+        ) -> Self {
+            let key = rcgen::KeyPair::generate().expect("a key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = if is_ca {
+                rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+            } else {
+                rcgen::IsCa::ExplicitNoCa
+            };
+            params.key_usages = usages;
+            let certificate = match issuer {
+                Some(issuer) => params
+                    .signed_by(
+                        &key,
+                        &rcgen::Issuer::from_params(&issuer.params, &issuer.key),
+                    )
+                    .expect("a CA certificate"),
+                None => params.self_signed(&key).expect("a CA certificate"),
+            };
+            let der = certificate.der().clone();
+            Self { params, key, der }
+        }
+
+        /// A code-signing leaf with `extensions`, PEM.
+        fn leaf(&self, extensions: Vec<rcgen::CustomExtension>) -> String {
+            let key = rcgen::KeyPair::generate().expect("a key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+                "alice@team.example".try_into().expect("an e-mail"),
+            )];
+            params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+            params.custom_extensions = extensions;
+            params
+                .signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key))
+                .expect("a leaf")
+                .pem()
+        }
+
+        fn pem(&self) -> String {
+            let text = base64::engine::general_purpose::STANDARD.encode(&self.der);
+            let lines: Vec<&str> = text
+                .as_bytes()
+                .chunks(64)
+                .map(|line| std::str::from_utf8(line).unwrap_or_default())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        }
+    }
+
+    fn signed_with(certificate: String, chain: Option<String>) -> Envelope {
+        Envelope {
+            signed: Vec::new(),
+            signature: String::new(),
+            certificate: Some(certificate),
+            chain,
+            bundle: None,
+            binding: Binding::HashedRekord,
+        }
+    }
+
+    fn issuer_v1(issuer: &str) -> rcgen::CustomExtension {
+        rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
+            issuer.as_bytes().to_vec(),
+        )
+    }
+
+    fn issuer_v2(issuer: &str) -> rcgen::CustomExtension {
+        let mut content = vec![0x0c, u8::try_from(issuer.len()).expect("a short issuer")];
+        content.extend_from_slice(issuer.as_bytes());
+        rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 8], content)
+    }
+
+    #[test]
+    fn a_certificate_whose_two_issuer_extensions_disagree_is_refused() {
+        let ca = Ca::root();
+        let read = |extensions| Certificate::read(&signed_with(ca.leaf(extensions), None));
+        let good = "https://token.example";
+        let bad = "https://evil.example";
+        let why = read(vec![issuer_v1(good), issuer_v2(bad)])
+            .err()
+            .expect("two issuers");
+        assert!(why.contains(good) && why.contains(bad), "{why}");
+        let why = read(vec![issuer_v2(bad), issuer_v1(good)])
+            .err()
+            .expect("two issuers, either order");
+        assert!(why.contains("two issuers"), "{why}");
+        let issuer = |extensions| read(extensions).map(|certificate| certificate.issuer);
+        assert_eq!(
+            issuer(vec![issuer_v1(good), issuer_v2(good)]),
+            Ok(Some(good.to_owned()))
+        );
+        assert_eq!(issuer(vec![issuer_v1(good)]), Ok(Some(good.to_owned())));
+        assert_eq!(issuer(vec![issuer_v2(good)]), Ok(Some(good.to_owned())));
+        assert_eq!(issuer(vec![]), Ok(None));
+        let twice = read(vec![issuer_v2(good), issuer_v2(bad)])
+            .err()
+            .expect("twice");
+        assert!(twice.contains("twice"), "{twice}");
+        let garbled = rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 57264, 1, 8],
+            good.as_bytes().to_vec(),
+        );
+        let why = read(vec![garbled]).err().expect("not a UTF8String");
+        assert!(why.contains("not a UTF8String"), "{why}");
+    }
+
+    #[test]
+    fn an_intermediate_that_may_not_sign_certificates_does_not_chain() {
+        let root = Ca::root();
+        let trust = |root: &Ca| TrustRoot {
+            name: "test".into(),
+            anchors: vec![
+                webpki::anchor_from_trusted_cert(&root.der)
+                    .expect("an anchor")
+                    .to_owned(),
+            ],
+            intermediates: Vec::new(),
+            logs: BTreeMap::new(),
+        };
+        let chains = |intermediate: &Ca| {
+            let envelope = signed_with(intermediate.leaf(Vec::new()), Some(intermediate.pem()));
+            Certificate::read(&envelope)
+                .and_then(|certificate| certificate.chains_to(&trust(&root), UnixTime::now()))
+        };
+        let signing = Ca::make(
+            "signing",
+            Some(&root),
+            vec![rcgen::KeyUsagePurpose::KeyCertSign],
+            true,
+        );
+        assert_eq!(chains(&signing), Ok(()));
+        let unrestricted = Ca::make("unrestricted", Some(&root), Vec::new(), true);
+        assert_eq!(
+            chains(&unrestricted),
+            Ok(()),
+            "no key usage: not restricted"
+        );
+        let no_cert_sign = Ca::make(
+            "no-cert-sign",
+            Some(&root),
+            vec![
+                rcgen::KeyUsagePurpose::DigitalSignature,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ],
+            true,
+        );
+        let why = chains(&no_cert_sign).expect_err("no keyCertSign");
+        assert!(why.contains("lacks keyCertSign"), "{why}");
+        let not_ca = Ca::make(
+            "not-a-ca",
+            Some(&root),
+            vec![rcgen::KeyUsagePurpose::KeyCertSign],
+            false,
+        );
+        let why = chains(&not_ca).expect_err("not a CA");
+        assert!(why.contains("not a CA"), "{why}");
+
+        // The same is refused where the configuration names it.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("intermediate.pem");
+        std::fs::write(&path, no_cert_sign.pem()).expect("write");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, root.pem()).expect("write");
+        let config = TrustRootConfig {
+            ca: vec![ca.clone()],
+            intermediates: vec![path],
+            ..TrustRootConfig::default()
+        };
+        let error = TrustRoot::load("test", &config).expect_err("refused at load");
+        assert!(error.to_string().contains("lacks keyCertSign"), "{error}");
+        std::fs::write(&ca, no_cert_sign.pem()).expect("write");
+        let config = TrustRootConfig {
+            ca: vec![ca],
+            ..TrustRootConfig::default()
+        };
+        let error = TrustRoot::load("test", &config).expect_err("refused at load");
+        assert!(error.to_string().contains("lacks keyCertSign"), "{error}");
     }
 }

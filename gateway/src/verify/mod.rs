@@ -1,8 +1,9 @@
 //! Image verification: what runs must be what was signed.
 //!
-//! For each image a request would run, the first rule whose pattern matches
-//! the image's name decides what it needs; an image no rule matches gets the
-//! configured default. The reference is resolved to a digest at the registry,
+//! For each image a request would run, its reference is read once as the
+//! engine reads it and canonicalized (see [`mod@reference`]); the first rule
+//! whose pattern matches that canonical name decides what it needs, and an
+//! image no rule matches gets the configured default. The reference is resolved to a digest at the registry,
 //! the signatures cosign stores at `sha256-<hex>.sig` (and attestations at
 //! `.att`) are read, and the rule's authorities are asked whether they made
 //! them. The verdict names the digest, the rule, the authority and the signer,
@@ -15,6 +16,7 @@ pub mod admit;
 pub mod cache;
 pub mod cosign;
 pub mod pattern;
+pub mod reference;
 pub mod registry;
 pub mod settings;
 
@@ -22,11 +24,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use oci_client::Reference;
-
 use self::cache::Cache;
 use self::cosign::{Authority, TrustRoot};
 use self::pattern::Pattern;
+use self::reference::{Name, Reference, ReferenceError};
 use self::registry::{Registry, RegistryError};
 use self::settings::{ImagesConfig, Unmatched};
 
@@ -82,6 +83,10 @@ struct AttestationRule {
 pub struct ImageVerdict {
     /// The reference as the request wrote it.
     pub reference: String,
+    /// The reference as the engine and the registry resolve it: the
+    /// canonical registry and repository, and the tag and digest as
+    /// written; `None` when it is not a reference.
+    pub canonical: Option<String>,
     /// The digest it resolved to, when it did.
     pub digest: Option<String>,
     /// Whether the image may run: verified, or unmatched under `default:
@@ -117,15 +122,13 @@ pub struct Attestation {
 }
 
 impl ImageVerdict {
-    /// The digest-pinned reference to forward: `name:tag@sha256:…` (the tag
-    /// kept for people), or `None` when nothing was verified.
+    /// The digest-pinned reference to forward: the canonical
+    /// `registry/repository:tag@sha256:…` (the tag kept for people), so what
+    /// runs is named as what was verified; `None` when nothing was verified.
     pub fn pinned(&self) -> Option<String> {
         let digest = self.digest.as_ref().filter(|_| self.verified)?;
-        let reference = self
-            .reference
-            .split_once('@')
-            .map_or(self.reference.as_str(), |(name, _)| name);
-        Some(format!("{reference}@{digest}"))
+        let reference = Reference::parse(self.canonical.as_deref()?).ok()?;
+        Some(reference.pinned(digest))
     }
 }
 
@@ -245,14 +248,22 @@ impl Verifier {
     }
 
     /// The rule that governs images named `name` (a repository, with or
-    /// without a tag), if any.
+    /// without a tag, in any spelling), if any; `None` also for a name that
+    /// does not canonicalize, which [`Verifier::governing`] tells apart.
     pub fn rule_for(&self, name: &str) -> Option<&str> {
-        let reference = Reference::try_from(name).ok()?;
-        let name = format!("{}/{}", reference.registry(), reference.repository());
-        self.rule(&name).map(|(_, rule)| rule.name.as_str())
+        self.governing(name).ok().flatten()
     }
 
-    fn rule(&self, name: &str) -> Option<(usize, &Rule)> {
+    /// The rule that governs images named `name`, if any, or why `name` is
+    /// not a name every spelling of which can be told.
+    pub fn governing(&self, name: &str) -> Result<Option<&str>, ReferenceError> {
+        let reference = Reference::parse(name)?;
+        Ok(self
+            .rule(reference.name())
+            .map(|(_, rule)| rule.name.as_str()))
+    }
+
+    fn rule(&self, name: &Name) -> Option<(usize, &Rule)> {
         self.rules
             .iter()
             .enumerate()
@@ -263,6 +274,7 @@ impl Verifier {
     pub async fn verify(&self, written: &str) -> ImageVerdict {
         let mut verdict = ImageVerdict {
             reference: written.to_owned(),
+            canonical: None,
             digest: None,
             allowed: false,
             verified: false,
@@ -274,15 +286,20 @@ impl Verifier {
             found: Vec::new(),
             cached: false,
         };
-        let reference = match Reference::try_from(written) {
+        // Whatever the default, a name whose spellings cannot all be told
+        // is refused: it might be one a rule governs.
+        let canonical = match Reference::parse(written) {
             Ok(reference) => reference,
             Err(error) => {
                 verdict.reason = Some(format!("not an image reference: {error}"));
                 return verdict;
             }
         };
-        let name = format!("{}/{}", reference.registry(), reference.repository());
-        let Some((index, rule)) = self.rule(&name) else {
+        verdict.canonical = Some(canonical.to_string());
+        let name = canonical.name();
+        // The registry is reached by the canonical name only.
+        let reference = canonical.to_oci();
+        let Some((index, rule)) = self.rule(name) else {
             verdict.allowed = self.default == Unmatched::Allow;
             if !verdict.allowed {
                 verdict.reason = Some(format!(
@@ -327,7 +344,7 @@ impl Verifier {
 
     /// Reads the signatures and attestations of `digest` and asks the rule's
     /// authorities about them.
-    async fn check(&self, reference: &Reference, digest: &str, rule: &Rule) -> Checked {
+    async fn check(&self, reference: &oci_client::Reference, digest: &str, rule: &Rule) -> Checked {
         let mut checked = Checked {
             verified: false,
             authority: None,
@@ -440,7 +457,7 @@ impl Verifier {
     /// The attestations the rule requires, each verified.
     async fn attestations(
         &self,
-        reference: &Reference,
+        reference: &oci_client::Reference,
         tag: &str,
         digest: &str,
         rule: &Rule,
@@ -450,13 +467,19 @@ impl Verifier {
             Err(RegistryError::NotFound) => Vec::new(),
             Err(error) => return Err(Failure::Registry(error)),
         };
+        let mut skipped = Vec::new();
         let statements: Vec<cosign::Statement> = layers
             .iter()
-            .filter_map(|layer| cosign::statement(layer, digest).ok())
+            .filter_map(|layer| {
+                cosign::statement(layer, digest)
+                    .map_err(|why| skipped.push(format!("skipped: {why}")))
+                    .ok()
+            })
             .collect();
         let mut verified = Vec::new();
         for required in &rule.attestations {
-            let mut why = Vec::new();
+            // What was not a statement at all may be why none is found.
+            let mut why = skipped.clone();
             let found = statements
                 .iter()
                 .filter(|statement| statement.predicate_type == required.predicate_type)

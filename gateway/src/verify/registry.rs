@@ -94,6 +94,9 @@ pub enum SetupError {
         /// What is wrong.
         reason: String,
     },
+    /// The `registries` section does not read by canonical host.
+    #[error(transparent)]
+    Registries(#[from] super::settings::RegistriesError),
     /// The HTTP client could not be built.
     #[error("cannot set up the registry client: {0}")]
     Client(String),
@@ -118,14 +121,15 @@ pub struct Registry {
 impl Registry {
     /// Sets up the client from the `images` section.
     pub fn new(config: &ImagesConfig) -> Result<Self, SetupError> {
-        let insecure: Vec<String> = config
-            .registries
+        // Keyed as references are, so every spelling finds its settings.
+        let registries = config.canonical_registries()?;
+        let insecure: Vec<String> = registries
             .iter()
             .filter(|(_, registry)| registry.insecure)
             .map(|(host, _)| host.clone())
             .collect();
         let mut roots = Vec::new();
-        for registry in config.registries.values() {
+        for registry in registries.values() {
             if let Some(ca) = &registry.ca {
                 roots.push(Certificate {
                     encoding: CertificateEncoding::Pem,
@@ -150,7 +154,7 @@ impl Registry {
         let client = Client::try_from(client_config)
             .map_err(|error| SetupError::Client(error.to_string()))?;
         let mut auth = docker_credentials(config.docker_config.as_deref())?;
-        for (host, registry) in &config.registries {
+        for (host, registry) in &registries {
             if let Some(credentials) = configured_credentials(registry)? {
                 auth.insert(host.clone(), credentials);
             }
@@ -162,10 +166,11 @@ impl Registry {
         })
     }
 
+    /// The credentials for `reference`'s registry; it is built from a
+    /// canonical reference, and the keys are canonical too.
     fn auth(&self, reference: &Reference) -> &RegistryAuth {
         self.auth
             .get(reference.registry())
-            .or_else(|| self.auth.get(reference.resolve_registry()))
             .unwrap_or(&RegistryAuth::Anonymous)
     }
 
@@ -446,8 +451,9 @@ struct DockerAuth {
     registry_token: Option<String>,
 }
 
-/// Reads the credentials of a docker `config.json`, keyed by registry host
-/// (`https://index.docker.io/v1/` is docker.io, as the CLI writes it).
+/// Reads the credentials of a docker `config.json`, keyed by canonical
+/// registry host (`https://index.docker.io/v1/` is docker.io, as the CLI
+/// writes it); a key that names no registry an image could name is skipped.
 fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, RegistryAuth>, String> {
     let file: DockerConfigFile = serde_json::from_slice(text).map_err(|error| error.to_string())?;
     let mut auths = BTreeMap::new();
@@ -458,10 +464,8 @@ fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, RegistryAuth>, St
             .split('/')
             .next()
             .unwrap_or_default();
-        let host = if host == "index.docker.io" {
-            "docker.io"
-        } else {
-            host
+        let Ok(host) = super::reference::canonical_registry(host) else {
+            continue;
         };
         let credentials = match (&entry.auth, &entry.username, &entry.identity_token) {
             // A bearer token for the registry itself, sent as is.
@@ -485,7 +489,7 @@ fn parse_docker_config(text: &[u8]) -> Result<BTreeMap<String, RegistryAuth>, St
             (_, None, Some(token)) => RegistryAuth::Basic("<token>".into(), token.clone()),
             _ => continue,
         };
-        auths.insert(host.to_owned(), credentials);
+        auths.insert(host, credentials);
     }
     Ok(auths)
 }
@@ -500,6 +504,8 @@ mod tests {
             br#"{"auths": {
                 "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
                 "127.0.0.1:5000": {"username": "u", "password": "p"},
+                "Registry.Example.com:443": {"username": "e", "password": "x"},
+                "not a host": {"username": "n", "password": "x"},
                 "ghcr.io": {},
                 "quay.io": {"registrytoken": "t0ken"}
             }, "credsStore": "desktop"}"#,
@@ -513,6 +519,12 @@ mod tests {
             auths.get("127.0.0.1:5000"),
             Some(&RegistryAuth::Basic("u".into(), "p".into()))
         );
+        assert_eq!(
+            auths.get("registry.example.com"),
+            Some(&RegistryAuth::Basic("e".into(), "x".into())),
+            "keys are canonical, as references are"
+        );
+        assert_eq!(auths.len(), 4, "{auths:?}");
         assert!(!auths.contains_key("ghcr.io"));
         assert_eq!(
             auths.get("quay.io"),

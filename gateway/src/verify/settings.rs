@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::pattern::Pattern;
+use super::reference::{ReferenceError, canonical_registry};
 
 /// How long one registry call may take when the configuration does not say.
 pub const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -251,16 +252,67 @@ fn patterns<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Pat
     texts
         .iter()
         .map(|text| {
-            Pattern::new(text).ok_or_else(|| {
+            Pattern::new(text).map_err(|error| {
                 D::Error::custom(format!(
-                    "`{text}` is not an image pattern (a registry and repository glob, without tag or digest)"
+                    "`{text}` is not an image pattern (a registry and repository glob): {error}"
                 ))
             })
         })
         .collect()
 }
 
+/// Why the `registries` section cannot be read by canonical host.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistriesError {
+    /// A key that is not a registry name.
+    #[error("images.registries.{host}: not a usable registry name")]
+    Host {
+        /// The key as written.
+        host: String,
+        /// Why.
+        #[source]
+        source: ReferenceError,
+    },
+    /// Two keys that name one registry, whose settings would fight.
+    #[error("images.registries.{host}: names the same registry as `{other}` ({canonical})")]
+    Duplicate {
+        /// The later key.
+        host: String,
+        /// The earlier key.
+        other: String,
+        /// The registry both name.
+        canonical: String,
+    },
+}
+
 impl ImagesConfig {
+    /// The registries by canonical host (see [`mod@super::reference`]), so the
+    /// settings written for `Registry.Example.com:443` apply to every
+    /// spelling of that registry.
+    pub fn canonical_registries(
+        &self,
+    ) -> Result<BTreeMap<String, &RegistryConfig>, RegistriesError> {
+        let mut registries: BTreeMap<String, (&str, &RegistryConfig)> = BTreeMap::new();
+        for (host, registry) in &self.registries {
+            let canonical = canonical_registry(host).map_err(|source| RegistriesError::Host {
+                host: host.clone(),
+                source,
+            })?;
+            if let Some((other, _)) = registries.get(&canonical) {
+                return Err(RegistriesError::Duplicate {
+                    host: host.clone(),
+                    other: (*other).to_owned(),
+                    canonical,
+                });
+            }
+            registries.insert(canonical, (host, registry));
+        }
+        Ok(registries
+            .into_iter()
+            .map(|(canonical, (_, registry))| (canonical, registry))
+            .collect())
+    }
+
     /// Resolves relative file names against `base`, the configuration
     /// file's directory.
     pub fn resolve_paths(&mut self, base: &Path) {
@@ -348,6 +400,18 @@ impl ImagesConfig {
                 ));
             }
         }
+        self.canonical_registries().map_err(|error| {
+            let key = match &error {
+                RegistriesError::Host { host, .. } | RegistriesError::Duplicate { host, .. } => {
+                    format!("images.registries.{host}")
+                }
+            };
+            let message = match &error {
+                RegistriesError::Host { source, .. } => source.to_string(),
+                RegistriesError::Duplicate { .. } => error.to_string(),
+            };
+            (key, message)
+        })?;
         for (host, registry) in &self.registries {
             if registry.password.is_some() && registry.password_file.is_some() {
                 return Err((
