@@ -452,4 +452,18 @@ fn every_spelling_of_a_governed_name_gets_its_rules_verdict_from_the_docker_prox
         &container.0,
     ]));
     assert_eq!(ran.trim(), format!("{signed}@{digest}"));
+
+    // And when the engine does not have it yet: the CLI pulls under its own
+    // spelling, the proxy pulls under the canonical name the create is
+    // pinned to, and the retried create finds it.
+    drop(container);
+    let _ = engine(&[
+        "rmi",
+        "-f",
+        &signed,
+        &format!("{localhost}/team/app@{digest}"),
+    ]);
+    let pulled = Name::new("spelling-pulled");
+    let output = proxy.docker(&["run", "--name", &pulled.0, &image, "echo", "pulled"]);
+    assert_eq!(succeeds(&output), "pulled\n", "{}", text(&output));
 }

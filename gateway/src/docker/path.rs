@@ -156,12 +156,17 @@ fn percent_encode_path(path: &str) -> String {
 /// space, escapes decoded), refusing what the engine would read differently
 /// from us: a `;` separator (Go rejects it), bad escapes, and a parameter
 /// given twice (Go keeps all values, the engine reads the first; a policy
-/// must not judge one and the engine use another).
-pub fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, PathError> {
+/// must not judge one and the engine use another) — but for those in
+/// `repeatable`, of which the endpoint reads every value (a build's `t`).
+pub fn parse_query(
+    raw: Option<&str>,
+    repeatable: &[&str],
+) -> Result<Vec<(String, String)>, PathError> {
     let Some(raw) = raw.filter(|raw| !raw.is_empty()) else {
         return Ok(Vec::new());
     };
     let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in raw.split('&').filter(|part| !part.is_empty()) {
         if part.contains(';') {
             return Err(PathError::Query("`;` separates nothing in a query".into()));
@@ -173,7 +178,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, PathError
             })
         };
         let (key, value) = (decode(key)?, decode(value)?);
-        if pairs.iter().any(|(existing, _)| *existing == key) {
+        if !seen.insert(key.clone()) && !repeatable.contains(&key.as_str()) {
             return Err(PathError::Query(format!(
                 "query parameter `{key}` is given more than once"
             )));
@@ -271,13 +276,14 @@ mod tests {
 
     #[test]
     fn queries_read_like_go_and_refuse_ambiguity() {
-        let query = parse_query(Some("fromImage=alpine&tag=3%2E20&name=a+b")).expect("valid");
+        let query = parse_query(Some("fromImage=alpine&tag=3%2E20&name=a+b"), &[]).expect("valid");
         assert_eq!(query_value(&query, "tag"), Some("3.20"));
         assert_eq!(query_value(&query, "name"), Some("a b"));
-        assert!(parse_query(Some("name=a&name=b")).is_err());
-        assert!(parse_query(Some("name=a;b")).is_err());
-        assert!(parse_query(Some("name=%zz")).is_err());
-        let flags = parse_query(Some("a=FALSE&b=%20no&c=1&d=yes&e=none&f=")).expect("valid");
+        assert!(parse_query(Some("name=a&name=b"), &[]).is_err());
+        assert!(parse_query(Some("t=a:1&t=b:1"), &["t"]).is_ok());
+        assert!(parse_query(Some("name=a;b"), &[]).is_err());
+        assert!(parse_query(Some("name=%zz"), &[]).is_err());
+        let flags = parse_query(Some("a=FALSE&b=%20no&c=1&d=yes&e=none&f="), &[]).expect("valid");
         let read: Vec<bool> = ["a", "b", "c", "d", "e", "f", "g"]
             .iter()
             .map(|key| query_bool(&flags, key))

@@ -605,8 +605,8 @@ impl Session {
         let mut route = route::classify(&method, &canonical, false);
         // The upgrade must be claimed before the request is taken apart.
         let client_upgrade = route.hijack.then(|| hyper::upgrade::on(&mut request));
-        let (parts, body) = request.into_parts();
-        match self.prepare(&parts, body, &canonical, &mut route).await {
+        let (mut parts, body) = request.into_parts();
+        match self.prepare(&mut parts, body, &canonical, &mut route).await {
             Err(refusal) => self.refuse(&method, &path, started, refusal),
             Ok((body, decision)) => {
                 if let Some(audit) = &self.proxy.audit {
@@ -641,7 +641,14 @@ impl Session {
         let query = if route.inspect == Inspect::Nothing && route.group != Group::ImageImport {
             Vec::new()
         } else {
-            path::parse_query(parts.uri.query()).map_err(|error| bad(error.to_string()))?
+            // A build reads every `t` it is given: every one is judged.
+            let repeatable: &[&str] = if route.inspect == Inspect::Build {
+                &["t"]
+            } else {
+                &[]
+            };
+            path::parse_query(parts.uri.query(), repeatable)
+                .map_err(|error| bad(error.to_string()))?
         };
         if route.inspect == Inspect::ImagePull && path::query_value(&query, "fromSrc").is_some() {
             *route = route::classify(&parts.method, canonical, true);
@@ -703,7 +710,7 @@ impl Session {
     /// the decision, or why not.
     async fn prepare(
         &self,
-        parts: &hyper::http::request::Parts,
+        parts: &mut hyper::http::request::Parts,
         body: Incoming,
         canonical: &CanonicalPath,
         route: &mut Route,
@@ -717,18 +724,32 @@ impl Session {
         };
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
         // A name that only verified images may carry cannot be given to a
-        // local image (tag, commit, import): what runs under it is pinned
-        // anyway, and the attempt says what it is.
-        if let (Group::ImageImport, Some(verifier), Some(repo)) = (
-            route.group,
-            &self.proxy.verifier,
-            path::query_value(&query, "repo"),
-        ) && let Some(rule) = verifier.rule_for(repo)
-        {
-            discard(body, self.proxy.max_body).await;
-            return Err(forbidden(format!(
-                "portcullis: {repo} is governed by image rule `{rule}`: only verified images from its registry may carry that name, not a local tag, commit or import"
-            )));
+        // local image (tag, commit, import, or a build's `t`): what runs
+        // under it is pinned anyway, and the attempt says what it is. A name
+        // that cannot be read as every spelling of it is refused too.
+        if let Some(verifier) = &self.proxy.verifier {
+            let names: Vec<&str> = match (route.group, &route.inspect) {
+                (Group::ImageImport, _) => path::query_value(&query, "repo").into_iter().collect(),
+                (_, Inspect::Build) => query
+                    .iter()
+                    .filter(|(key, _)| key == "t")
+                    .map(|(_, value)| value.as_str())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for name in names {
+                let refusal = match verifier.governing(name) {
+                    Ok(None) => continue,
+                    Ok(Some(rule)) => format!(
+                        "portcullis: {name} is governed by image rule `{rule}`: only verified images from its registry may carry that name, not a local tag, commit, import or build"
+                    ),
+                    Err(error) => {
+                        format!("portcullis: {name} cannot be given to a local image: {error}")
+                    }
+                };
+                discard(body, self.proxy.max_body).await;
+                return Err(forbidden(refusal));
+            }
         }
         if route.inspect == Inspect::Nothing {
             return Ok((body.map_err(BoxError::from).boxed(), None));
@@ -768,6 +789,9 @@ impl Session {
             return Ok((full(bytes), None));
         };
         let decision = self.judge(admission, &lookups, &engine).await?;
+        if route.inspect == Inspect::ImagePull {
+            self.pull_as_verified(parts, &query);
+        }
         // What is forwarded is what was judged: the bytes read, or the
         // object with the policies' patch applied (off this thread: the
         // object may be as large as the body cap).
@@ -792,6 +816,43 @@ impl Session {
             }
         };
         Ok((full(forwarded), Some(decision)))
+    }
+
+    /// With image rules, a pull is sent under the image's canonical name:
+    /// the name a create is pinned to, so the image a client pulls under
+    /// another spelling (`LOCALHOST:05000/app`) is the one its create finds.
+    fn pull_as_verified(
+        &self,
+        parts: &mut hyper::http::request::Parts,
+        query: &[(String, String)],
+    ) {
+        let Some(image) = path::query_value(query, "fromImage") else {
+            return;
+        };
+        if self.proxy.verifier.is_none() {
+            return;
+        }
+        let tag = path::query_value(query, "tag").unwrap_or_default();
+        let written = image_reference(image, tag);
+        let Ok(reference) = crate::verify::reference::Reference::parse(&written) else {
+            return;
+        };
+        let canonical = reference.to_string();
+        if canonical == written {
+            return;
+        }
+        let mut rewritten = form_urlencoded::Serializer::new(String::new());
+        rewritten.append_pair("fromImage", &canonical);
+        for (key, value) in query
+            .iter()
+            .filter(|(key, _)| key != "fromImage" && key != "tag")
+        {
+            rewritten.append_pair(key, value);
+        }
+        let uri = format!("{}?{}", parts.uri.path(), rewritten.finish());
+        if let Ok(uri) = uri.parse() {
+            parts.uri = uri;
+        }
     }
 
     /// How requests from this client are read for `engine`.
