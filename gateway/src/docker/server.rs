@@ -349,6 +349,23 @@ pub async fn start(
                     }
                     Ok(listeners) => {
                         let _ = ready.send(Ok(listeners.iter().map(Listener::address).collect()));
+                        // Learn the engine at once, so the first judged
+                        // request need not, and say what it is.
+                        let asking = proxy.clone();
+                        tokio::spawn(async move {
+                            match asking.engine.facts().await {
+                                Ok(engine) => tracing::info!(
+                                    release = ?engine.release,
+                                    api = ?engine.api,
+                                    cgroup_version = engine.cgroup_version,
+                                    seccomp = engine.seccomp,
+                                    apparmor = engine.apparmor,
+                                    private_cgroupns = engine.private_cgroupns,
+                                    "the Docker engine requests are judged for"
+                                ),
+                                Err(message) => tracing::warn!("{message}"),
+                            }
+                        });
                         serve(proxy, listeners, shutdown).await;
                     }
                 }
@@ -879,9 +896,15 @@ impl Session {
         engine: &Arc<Engine>,
     ) -> Result<(Option<Request>, Lookups), Refusal> {
         let forbidden = |message: String| Refusal::new(StatusCode::FORBIDDEN, message);
-        let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, message);
-        let text =
-            String::from_utf8(bytes.to_vec()).map_err(|_| bad("the body is not UTF-8".into()))?;
+        // Even checking the text is work in proportion to the body: on the
+        // blocking pool, as everything below that reads it.
+        let text: Arc<str> = tokio::task::spawn_blocking(move || {
+            std::str::from_utf8(&bytes)
+                .map(Arc::from)
+                .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))
+        })
+        .await
+        .map_err(|_| evaluation_failed())??;
         // What only the engine can say, asked before the body is read.
         let mut exec_target = None;
         let mut network_template = None;
@@ -891,8 +914,13 @@ impl Session {
                 exec_target = Some(self.proxy.engine.exec_target(container).await);
             }
             Inspect::NetworkCreate => {
-                let name = admission::docker::network_template_name(&text)
-                    .map_err(|error| cannot_read(&error))?;
+                let body = text.clone();
+                let name = tokio::task::spawn_blocking(move || {
+                    admission::docker::network_template_name(&body)
+                })
+                .await
+                .map_err(|_| evaluation_failed())?
+                .map_err(|error| cannot_read(&error))?;
                 if let Some(name) = name {
                     network_template = self.proxy.engine.network_template(&name).await;
                 }
@@ -962,7 +990,7 @@ impl Session {
                     let (remote, required) = plugin_required.unwrap_or_default();
                     let required =
                         plugin::privileges(&required).map_err(|error| cannot_read(&error))?;
-                    let body = if text.trim().is_empty() { "[]" } else { &text };
+                    let body = if text.trim().is_empty() { "[]" } else { &*text };
                     let accepted =
                         plugin::privileges(body).map_err(|error| cannot_read(&error))?;
                     if !plugin::accepts_exactly(&accepted, &required) {

@@ -96,7 +96,107 @@ impl Suite {
         let proxy = Target::Unix(unix_path(&server.address)?);
         let create = self.create(&direct, &proxy, &version).await;
         server.stop();
-        create
+        create?;
+
+        // Pressure: the hardening policies, with room for many idle
+        // connections from one client.
+        let mut pressured: serde_json::Value = serde_saphyr::from_str(HARDENING)?;
+        pressured["docker"]["max_connections_per_client"] = 20_000.into();
+        let pressured = self.config(dir.path(), "pressure", &pressured.to_string())?;
+        let mut server = Server::start(&self.portcullis, &pressured)?;
+        let proxy = Target::Unix(unix_path(&server.address)?);
+        let pressure = self.pressure(&proxy, &version).await;
+        server.stop();
+        pressure
+    }
+
+    /// `GET /_ping` through the proxy, one connection: quiet; while another
+    /// client sends, one after another, the slowest body to read the proxy
+    /// accepts (distinct keys up to the value bound, just under the body
+    /// cap); and with 10,000 idle connections held open.
+    async fn pressure(&self, proxy: &Target, version: &str) -> Result<(), Error> {
+        let ping = Load {
+            target: proxy.clone(),
+            method: "GET".into(),
+            path: "/_ping".into(),
+            body: Bytes::new(),
+            status: 200,
+            connections: 1,
+            duration: Duration::from_secs_f64(self.seconds),
+            rate: None,
+        };
+        println!(
+            "\n`GET /_ping` through the proxy, one connection, policies of `policies/docker-hardening.yaml`, while:\n"
+        );
+        println!("| other clients | pings/s | p50 | p99 | p99.9 | max | other requests answered |");
+        println!("|---|---|---|---|---|---|---|");
+        let row = |what: &str, report: &Report, others: String| {
+            println!(
+                "| {what} | {:.0} | {} | {} | {} | {} | {others} |",
+                report.throughput(),
+                micros(report.latency.value_at_percentile(50.0)),
+                micros(report.latency.value_at_percentile(99.0)),
+                micros(report.latency.value_at_percentile(99.9)),
+                micros(report.latency.max()),
+            );
+        };
+        row("none", &measure(&ping).await?, "–".into());
+
+        let labels: Vec<String> = (0..250_000).map(|n| format!(r#""k{n}":"""#)).collect();
+        let slow = Bytes::from(format!(
+            r#"{{"Image": "{IMAGE}", "Labels": {{{}}}, "HostConfig": {{"Privileged": true}}}}"#,
+            labels.join(",")
+        ));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let (proxy, stop, slow) = (proxy.clone(), stop.clone(), slow.clone());
+            let path = format!("/v{version}/containers/create");
+            tokio::spawn(async move {
+                let mut answered = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut connection = Connection::open(&proxy).await?;
+                    let (status, _) = connection.post(&path, slow.clone()).await?;
+                    if status != 403 {
+                        return Err::<u64, Error>(format!("the slow body got {status}").into());
+                    }
+                    answered += 1;
+                }
+                Ok(answered)
+            })
+        };
+        let report = measure(&ping).await?;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let answered = sender.await.map_err(|error| error.to_string())??;
+        row(
+            &format!(
+                "one sends {:.1} MiB bodies of 250,000 keys, back to back",
+                slow.len() as f64 / f64::from(1 << 20)
+            ),
+            &report,
+            format!(
+                "{answered} refused ({:.1}/s)",
+                answered as f64 / report.elapsed.as_secs_f64()
+            ),
+        );
+
+        let Target::Unix(socket) = proxy else {
+            return Err("the proxy listens on a unix socket".into());
+        };
+        let mut idle = Vec::with_capacity(10_000);
+        while idle.len() < 10_000 {
+            match tokio::net::UnixStream::connect(socket).await {
+                Ok(stream) => idle.push(stream),
+                // The listen backlog is full: let the proxy accept.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let report = measure(&ping).await?;
+        row("one holds 10,000 idle connections", &report, "–".into());
+        drop(idle);
+        Ok(())
     }
 
     /// A configuration: the `docker` section of `base` (or a plain one)
