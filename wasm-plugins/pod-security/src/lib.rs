@@ -125,7 +125,10 @@ fn evaluate(
     settings: &Settings,
     exec: bool,
 ) -> Vec<Violation> {
-    let pod = Pod::new(workload, origin);
+    let mut pod = Pod::new(workload, origin);
+    if exec {
+        pod.fields = message::Fields::exec();
+    }
     registry::applicable(settings.level, settings.version)
         .into_iter()
         .filter(|(control, _)| !exec || EXEC_CONTROLS.contains(control))

@@ -121,7 +121,18 @@ static DOCKER: Fields = Fields {
     pod_or: "",
 };
 
+/// A `docker exec`: the exec body's own fields.
+static DOCKER_EXEC: Fields = Fields {
+    privileged: "Privileged=true (exec --privileged)",
+    ..DOCKER
+};
+
 impl Fields {
+    /// The vocabulary of a Docker exec.
+    pub(crate) fn exec() -> &'static Self {
+        &DOCKER_EXEC
+    }
+
     /// The vocabulary of the front door a request came through.
     pub(crate) fn of(origin: Origin) -> &'static Self {
         match origin {

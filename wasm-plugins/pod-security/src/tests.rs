@@ -1003,7 +1003,12 @@ fn docker_exec_at(level: Level, privileged: Option<bool>, uid: Option<i64>) -> V
 
 #[test]
 fn a_privileged_docker_exec_is_judged_as_a_privileged_container() {
-    assert_denied_for(&docker_exec(Some(true), Some(1000)), &["privileged"]);
+    let privileged = docker_exec(Some(true), Some(1000));
+    assert_denied_for(&privileged, &["privileged"]);
+    assert_eq!(
+        detail(&privileged, "privileged"),
+        r#"container "web" must not set Privileged=true (exec --privileged)"#
+    );
     assert_allowed(&docker_exec(None, Some(0)));
     // Restricted refuses an exec as root, or as a user that may be root;
     // the container's own profiles are not the exec's to fix.
