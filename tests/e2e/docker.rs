@@ -260,19 +260,7 @@ fn events_stream_until_stopped() {
 fn the_hardening_configuration_refuses_what_reaches_the_host() {
     let proxy = Proxy::hardened(serde_json::json!({}));
     let target = Name::new("target");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &target.0,
-        "--user",
-        "1000",
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&target, Some("1000"));
     for (flags, reason) in [
         (&["--privileged"][..], "privileged ("),
         (&["-v", "/:/host"], "hostPathVolumes ("),
@@ -350,17 +338,7 @@ fn the_hardening_configuration_refuses_what_reaches_the_host() {
     }
     succeeds(&proxy.docker(&["exec", "--user", "1000", &target.0, "true"]));
     let root = Name::new("root");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &root.0,
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&root, None);
     let output = proxy.docker(&["exec", &root.0, "true"]);
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("rootExec ("),

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use crate::docker_support::{IMAGE, Name, Proxy, engine_socket, refused, succeeds, test_image};
+use crate::docker_support::{Name, Proxy, engine_socket, refused, succeeds, test_image};
 use crate::support::{client_certificate, scratch};
 use crate::webhook_support::{certificates, runtime};
 
@@ -55,17 +55,7 @@ fn unix_clients_are_known_by_their_uid() {
         ),
     );
     let container = Name::new("clients");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &container.0,
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&container, None);
     assert_eq!(
         succeeds(&proxy.docker(&["exec", "-u", "0", &container.0, "id", "-u"])),
         "0\n",
@@ -156,17 +146,7 @@ fn certificate_holders_are_known_by_their_subject() {
 
     // The organization may exec; the common name may only look at containers.
     let container = Name::new("subject");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &container.0,
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&container, None);
     assert!(succeeds(&over_tls(&["ps"])).contains(&container.0));
     assert_eq!(
         succeeds(&over_tls(&["exec", &container.0, "echo", "in"])),

@@ -215,19 +215,7 @@ fn volumes_that_bind_are_host_paths_whatever_their_type_claims() {
 fn exec_users_are_read_as_the_runtime_reads_them() {
     let proxy = hardened();
     let target = Name::new("exec-target");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &target.0,
-        "--user",
-        "1000",
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&target, Some("1000"));
     // Real: `-0` is root to the engine.
     assert_eq!(
         succeeds(&engine(&["exec", "-u", "-0", &target.0, "id", "-u"])),
@@ -260,19 +248,7 @@ fn exec_users_are_read_as_the_runtime_reads_them() {
 fn a_container_reached_by_its_link_alias_is_judged_as_itself() {
     let proxy = hardened();
     let target = Name::new("aliased");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &target.0,
-        "--user",
-        "1000",
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&target, Some("1000"));
     // Links are refused through the proxy (no policy sees them), so the
     // administrator makes one on the engine: the target gains the name
     // `<parent>/alias`.
@@ -394,19 +370,7 @@ fn headers_the_proxy_cannot_read_as_text_are_refused() {
 fn what_no_policy_sees_is_refused_unless_accepted() {
     let proxy = hardened();
     let target = Name::new("unjudged-target");
-    succeeds(&proxy.docker(&[
-        "run",
-        "--cgroupns",
-        "private",
-        "-d",
-        "--name",
-        &target.0,
-        "--user",
-        "1000",
-        IMAGE,
-        "sleep",
-        "300",
-    ]));
+    proxy.sleeping(&target, Some("1000"));
     for (flags, reason) in [
         (&["--gpus", "all"][..], "devices ("),
         (&["--cgroup-parent", "/"], "HostConfig.CgroupParent"),
@@ -538,7 +502,8 @@ fn idle(socket: &std::path::Path) -> UnixStream {
 }
 
 /// Waits until the proxy closes `stream` (a read sees the end), within
-/// `deadline`.
+/// `deadline`; a second read lets the end follow whatever answer the
+/// proxy wrote first.
 fn closed_by_proxy(stream: &mut UnixStream, deadline: Instant) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());
     stream
@@ -630,7 +595,7 @@ fn many_labels(labels: usize) -> String {
 }
 
 #[test]
-fn a_body_built_to_be_slow_to_read_is_read_whole_and_holds_up_nobody() {
+fn a_body_built_to_be_slow_to_read_is_judged_or_refused_while_others_are_served() {
     test_image();
     let proxy = Proxy::start("", BASELINE);
     // Distinct keys: the shape the old duplicate-key check took quadratic

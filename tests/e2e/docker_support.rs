@@ -188,6 +188,18 @@ impl Proxy {
         docker_at(&self.socket, args)
     }
 
+    /// Starts, through the proxy, a container named `name` that sleeps, as
+    /// `user` when given, in a cgroup namespace of its own (which the
+    /// engine may not give by default).
+    pub(crate) fn sleeping(&self, name: &Name, user: Option<&str>) {
+        let mut args = vec!["run", "--cgroupns", "private", "-d", "--name", &name.0];
+        if let Some(user) = user {
+            args.extend(["--user", user]);
+        }
+        args.extend([IMAGE, "sleep", "300"]);
+        succeeds(&self.docker(&args));
+    }
+
     /// Sends a raw HTTP/1.1 request and returns the status and body.
     pub(crate) fn raw(&self, request: &[u8]) -> (u16, String) {
         raw_at(&self.socket, request)

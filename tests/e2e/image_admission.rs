@@ -2,14 +2,14 @@
 //! images pinned to their digests and refuses the rest; the webhook patches
 //! tags to digests and denies unsigned images; policies see the verdicts.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::docker_support::{
     IMAGE, Name, Proxy, engine, engine_socket, refused, succeeds, test_image, text,
 };
 use crate::registry_support::{Key, Registry, attestation_layer, payload, signed_layer};
 use crate::support::{scratch, test_policy};
-use crate::webhook_support::{Server, pod_review, review};
+use crate::webhook_support::{Server, patch_of, pod_review, review};
 
 /// Image names this test gave on the engine, removed when dropped.
 struct Untag(Vec<String>);
@@ -206,14 +206,7 @@ fn the_webhook_pins_verified_images_and_denies_the_rest() {
     // Mutating: the tag is pinned to the digest that was verified.
     let answer = client.review("/mutate", &pod_review(pod(&registry.name("signed/app:1"))));
     assert_eq!(answer["allowed"], true, "{answer}");
-    let patch: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            answer["patch"].as_str().expect("a patch"),
-        )
-        .expect("base64"),
-    )
-    .expect("JSON");
+    let patch = patch_of(&answer);
     assert_eq!(
         patch,
         json!([{"op": "replace", "path": "/spec/containers/0/image",

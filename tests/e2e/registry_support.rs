@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
-use crate::support::scratch;
+use crate::support::{Run, portcullis, scratch};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -802,4 +802,19 @@ fn raw_ecdsa(der: &[u8]) -> Vec<u8> {
     let (r, next) = integer(2);
     let (s, _) = integer(next);
     [r, s].concat()
+}
+
+/// Runs `portcullis verify --output json`: the run, and its verdict
+/// (`null` when it printed none).
+pub(crate) fn verify(config: &Path, image: &str) -> (Run, Value) {
+    let run = portcullis([
+        "verify".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--output".as_ref(),
+        "json".as_ref(),
+        image.as_ref(),
+    ]);
+    let verdict = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run, verdict)
 }

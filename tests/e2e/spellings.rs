@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use crate::docker_support::{
     IMAGE, Name, Proxy, engine, engine_socket, refused, succeeds, test_image, text,
 };
-use crate::registry_support::{Key, Registry, payload, signed_layer};
-use crate::support::{Run, portcullis, scratch};
-use crate::webhook_support::{Server, pod_review};
+use crate::registry_support::{Key, Registry, payload, signed_layer, verify};
+use crate::support::{portcullis, scratch};
+use crate::webhook_support::{Server, patch_of, pod_review};
 
 /// A registry holding, under `team/`, an image signed by the team's key
 /// (`signed`), one signed by another key (`other`) and an unsigned one
@@ -115,20 +115,6 @@ fn write_config(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, yaml).expect("write the configuration");
     path
-}
-
-/// Runs `portcullis verify --output json`.
-fn verify(config: &Path, image: &str) -> (Run, Value) {
-    let run = portcullis([
-        "verify".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--output".as_ref(),
-        "json".as_ref(),
-        image.as_ref(),
-    ]);
-    let verdict = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
-    (run, verdict)
 }
 
 #[test]
@@ -294,14 +280,7 @@ fn every_spelling_of_a_governed_name_gets_its_rules_verdict_from_the_webhook() {
         let image = format!("{host}/team/signed:1");
         let answer = client.review("/mutate", &pod_review(pod(&image)));
         assert_eq!(answer["allowed"], true, "{image}: {answer}");
-        let patch: Value = serde_json::from_slice(
-            &base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                answer["patch"].as_str().expect("a patch"),
-            )
-            .expect("base64"),
-        )
-        .expect("JSON");
+        let patch = patch_of(&answer);
         assert_eq!(
             patch,
             json!([{"op": "replace", "path": "/spec/containers/0/image",

@@ -12,27 +12,12 @@ use serde_json::{Value, json};
 use crate::registry_support::{
     Authority, BUNDLE, Key, Log, Registry, SIMPLE_SIGNING, SignatureLayer, attestation_layer,
     attestation_layer_as, base64, cosign_v3_bundle, cosign_v3_bundle_as, hashed_rekord, payload,
-    sha256_hex, signed_layer,
+    sha256_hex, signed_layer, verify,
 };
-use crate::support::{Run, portcullis, scratch, shared_fixtures};
+use crate::support::{portcullis, scratch, shared_fixtures};
 
 /// Makes the signed payload and signature of an image name and digest.
 type Signing<'a> = dyn Fn(&str, &str) -> (Vec<u8>, String) + 'a;
-
-/// Runs `portcullis verify --output json` and returns the run and verdict.
-fn verify(config: &Path, image: &str) -> (Run, Value) {
-    let run = portcullis([
-        "verify".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--output".as_ref(),
-        "json".as_ref(),
-        image.as_ref(),
-    ]);
-    let verdict = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|error| panic!("not a verdict ({error}): {run:?}"));
-    (run, verdict)
-}
 
 fn verified(config: &Path, image: &str) -> Value {
     let (run, verdict) = verify(config, image);

@@ -265,3 +265,13 @@ fn uuid_like(object: &Value) -> String {
 pub(crate) fn yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).expect("read")).expect("YAML")
 }
+
+/// The JSON Patch of an AdmissionReview response.
+pub(crate) fn patch_of(answer: &Value) -> Value {
+    let patch = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        answer["patch"].as_str().expect("a patch"),
+    )
+    .expect("base64");
+    serde_json::from_slice(&patch).expect("JSON")
+}

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod coalesce;
 pub mod headers;
+mod limit;
 mod lookup;
 pub mod path;
 pub mod route;

@@ -49,6 +49,7 @@ use tokio_rustls::TlsAcceptor;
 use super::access::AccessRules;
 use super::coalesce::{Coalesce, ENGINE_TURNS};
 use super::headers;
+use super::limit::ConnectionLimit;
 use super::lookup::EngineView;
 use super::path::{self, CanonicalPath};
 use super::route::{self, Group, Inspect, Route};
@@ -90,50 +91,7 @@ pub struct Proxy {
     unjudged_fields: Vec<String>,
     client_timeout: std::time::Duration,
     idle_timeout: std::time::Duration,
-    connections: ConnectionLimit,
-}
-
-/// Open connections per client identity, and how many each may hold.
-struct ConnectionLimit {
-    most: usize,
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
-
-/// One counted connection; dropping it gives the place back.
-struct Counted {
-    proxy: Arc<Proxy>,
-    client: String,
-}
-
-impl Counted {
-    /// Counts a connection of `client`, or `None` when it holds as many as
-    /// it may.
-    fn admit(proxy: &Arc<Proxy>, client: &str) -> Option<Self> {
-        let limit = &proxy.connections;
-        let mut open = limit.open.lock().ok()?;
-        let count = open.entry(client.to_owned()).or_default();
-        if *count >= limit.most {
-            return None;
-        }
-        *count += 1;
-        Some(Self {
-            proxy: proxy.clone(),
-            client: client.to_owned(),
-        })
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.proxy.connections.open.lock()
-            && let Some(count) = open.get_mut(&self.client)
-        {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
+    connections: Arc<ConnectionLimit>,
 }
 
 /// Who is on the other end of a connection.
@@ -221,10 +179,7 @@ impl Proxy {
             unjudged_fields: config.unjudged_fields.clone(),
             client_timeout: config.client_timeout,
             idle_timeout: config.idle_timeout,
-            connections: ConnectionLimit {
-                most: config.max_connections_per_client,
-                open: std::sync::Mutex::new(std::collections::HashMap::new()),
-            },
+            connections: Arc::new(ConnectionLimit::new(config.max_connections_per_client)),
         })
     }
 }
@@ -401,7 +356,7 @@ async fn serve(
         tokio::select! {
             next = accepted.recv() => {
                 let Some((stream, client)) = next else { break };
-                let counted = Counted::admit(&proxy, &client.identity.name);
+                let counted = ConnectionLimit::admit(&proxy.connections, &client.identity.name);
                 let mut stopping = stopping.clone();
                 let mut http = hyper::server::conn::http1::Builder::new();
                 // Clients may close their side once the request is sent
@@ -415,7 +370,7 @@ async fn serve(
                     // One answer, then the connection closes.
                     let message = format!(
                         "portcullis: {} holds {} connections already, as many as a client may",
-                        client.identity.name, proxy.connections.most
+                        client.identity.name, proxy.connections.most()
                     );
                     http.keep_alive(false);
                     let service = hyper::service::service_fn(move |_request| {

@@ -547,20 +547,7 @@ pub fn bundle(layer: &Layer, digest: &str) -> Result<Signature, String> {
             .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
     };
     let decode = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).ok();
-    let pem = |raw: &Raw| {
-        decode(&raw.raw_bytes).map(|der| {
-            let text = base64::engine::general_purpose::STANDARD.encode(der);
-            let lines: Vec<&str> = text
-                .as_bytes()
-                .chunks(64)
-                .map(|line| std::str::from_utf8(line).unwrap_or_default())
-                .collect();
-            format!(
-                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                lines.join("\n")
-            )
-        })
-    };
+    let pem = |raw: &Raw| decode(&raw.raw_bytes).map(|der| certificate_pem(&der));
     let bundle: Bundle = serde_json::from_slice(&layer.data)
         .map_err(|error| format!("the sigstore bundle is malformed: {error}"))?;
     if !bundle
@@ -1000,6 +987,20 @@ fn may_issue(der: &CertificateDer<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// A DER certificate as PEM, in lines of 64 characters.
+fn certificate_pem(der: &[u8]) -> String {
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -1165,16 +1166,7 @@ mod tests {
         }
 
         fn pem(&self) -> String {
-            let text = base64::engine::general_purpose::STANDARD.encode(&self.der);
-            let lines: Vec<&str> = text
-                .as_bytes()
-                .chunks(64)
-                .map(|line| std::str::from_utf8(line).unwrap_or_default())
-                .collect();
-            format!(
-                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                lines.join("\n")
-            )
+            certificate_pem(&self.der)
         }
     }
 
