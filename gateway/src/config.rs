@@ -54,6 +54,49 @@ pub struct Config {
     /// Image signature verification. Unset: images are not verified.
     #[serde(default)]
     pub images: Option<ImagesConfig>,
+    /// Bounds on the policy sandbox as a whole.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// Bounds on the policy sandbox as a whole: what loading a module may cost,
+/// what all evaluations in flight may hold together, and how far a patch
+/// may change an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Memory all evaluations in flight may reserve together: each reserves
+    /// its policy's `memory` while it runs, and waits (within its deadline)
+    /// while the budget is spent.
+    #[serde(deserialize_with = "byte_size")]
+    pub memory_budget: u64,
+    /// Largest policy module file.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_module_size: u64,
+    /// Longest one module may take to compile.
+    #[serde(deserialize_with = "duration")]
+    pub compile_timeout: Duration,
+    /// Most memory compiling one module may use.
+    #[serde(deserialize_with = "byte_size")]
+    pub compile_memory: u64,
+    /// Most operations in one policy's patch.
+    pub max_patch_operations: usize,
+    /// Largest object (as JSON) a patch may leave.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_patched_object: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            memory_budget: 1 << 30,
+            max_module_size: 64 << 20,
+            compile_timeout: Duration::from_secs(60),
+            compile_memory: 2 << 30,
+            max_patch_operations: 1000,
+            max_patched_object: 4 << 20,
+        }
+    }
 }
 
 /// The Docker socket proxy.
@@ -313,6 +356,19 @@ pub struct PolicyConfig {
     /// Which requests the policy sees; everything when absent.
     #[serde(default, rename = "match")]
     pub matches: MatchConfig,
+    /// What the policy may see beyond the deterministic sandbox.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// Something a policy may be given beyond the deterministic sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// The wall clock reads the moment each evaluation begins, instead of
+    /// the Unix epoch; the policy's decisions then depend on when they are
+    /// made.
+    Clock,
 }
 
 /// Where a policy's component comes from.
@@ -637,6 +693,26 @@ impl Config {
                 "must be between 1s and 30s, the range the API server accepts".into(),
             ));
         }
+        let sandbox = &self.sandbox;
+        for (key, valid) in [
+            ("memory_budget", sandbox.memory_budget >= MIN_MEMORY),
+            ("max_module_size", sandbox.max_module_size > 0),
+            ("compile_timeout", !sandbox.compile_timeout.is_zero()),
+            ("compile_memory", sandbox.compile_memory >= 256 << 20),
+            ("max_patch_operations", sandbox.max_patch_operations > 0),
+            ("max_patched_object", sandbox.max_patched_object > 0),
+        ] {
+            if !valid {
+                return Err((
+                    format!("sandbox.{key}"),
+                    if key == "compile_memory" {
+                        "must be at least 256MiB".into()
+                    } else {
+                        "must be more than zero".into()
+                    },
+                ));
+            }
+        }
         for (index, policy) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{index}].{field}");
             let valid_name = !policy.name.is_empty()
@@ -674,6 +750,15 @@ impl Config {
                 return Err((
                     key("memory"),
                     format!("must be between 64KiB and {}MiB", policy::MAX_MEMORY >> 20),
+                ));
+            }
+            if policy.memory > sandbox.memory_budget {
+                return Err((
+                    key("memory"),
+                    format!(
+                        "is more than the sandbox's memory_budget of {} bytes, so the policy could never run",
+                        sandbox.memory_budget
+                    ),
                 ));
             }
         }

@@ -18,6 +18,7 @@ mod eval;
 mod hostile;
 mod image_admission;
 mod malformed;
+mod sandbox;
 mod spellings;
 mod verify;
 mod webhook;

@@ -69,6 +69,11 @@ impl Server {
     }
 
     /// The certificate directory.
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn certs(&self) -> PathBuf {
         self.dir.path().join("certs")
     }

@@ -13,6 +13,7 @@
 pub mod docker;
 pub mod kubernetes;
 mod matcher;
+pub mod patch;
 mod pipeline;
 
 pub use crate::policy::bindings::types::{

@@ -6,12 +6,18 @@
 //! mode: an `enforce` denial denies, a `warn` denial becomes a warning, an
 //! `audit` denial is only recorded. A policy that fails (times out, traps,
 //! runs out of memory, returns an invalid verdict) counts as a denial unless
-//! its `on_error` is `allow`. Patches of allowed `enforce` policies are
+//! its `on_error` is `allow`; but a policy the gateway could not run to
+//! the end (the review's time budget was spent, or the memory budget of
+//! all evaluations in flight) fails closed whatever its `on_error` says. A
+//! review's budget is shared fairly: each policy may use at most an equal
+//! share of what is left when it starts, so one slow policy cannot starve
+//! the ones after it. Patches of allowed `enforce` policies are
 //! applied in order, and the policies after a patch judge the patched object
 //! (re-normalized); once every policy has run, those that judged an earlier
 //! version judge the final object again, since that is what would run. A
-//! patch that does not apply, leaves an object that cannot be read, or keeps
-//! changing the object on the second look, is that policy's failure.
+//! patch that does not apply, exceeds the sandbox's patch limits, leaves an
+//! object that cannot be read, or keeps changing the object on the second
+//! look, is that policy's failure.
 //!
 //! A [`Pipeline`] is immutable once loaded: a front door holds it for the
 //! whole of a request, and a reload builds a new one beside it.
@@ -24,8 +30,11 @@ use std::time::{Duration, Instant};
 
 use super::Request;
 use super::matcher::Matcher;
-use crate::config::{Config, Mode, ModuleSource, OnError, PolicyConfig};
-use crate::policy::{EvalError, Host, Limits, LoadError, Module, Verdict, builtin};
+use super::patch::{self, PatchLimits};
+use crate::config::{Config, Grant, Mode, ModuleSource, OnError, PolicyConfig};
+use crate::policy::{
+    EvalError, Grants, Host, Limits, LoadError, MemoryBudget, Module, Verdict, builtin,
+};
 
 /// Status code of a denial whose policy gave none.
 const DEFAULT_DENIAL_CODE: u16 = 403;
@@ -33,6 +42,8 @@ const DEFAULT_DENIAL_CODE: u16 = 403;
 /// The loaded policies of one configuration.
 pub struct Pipeline {
     policies: Vec<LoadedPolicy>,
+    patch_limits: PatchLimits,
+    budget: Arc<MemoryBudget>,
 }
 
 struct LoadedPolicy {
@@ -181,7 +192,24 @@ impl Pipeline {
             };
             policies.push(LoadedPolicy::new(policy, Arc::new(module))?);
         }
-        Ok(Self { policies })
+        Ok(Self {
+            policies,
+            patch_limits: PatchLimits::new(
+                config.sandbox.max_patch_operations,
+                config.sandbox.max_patched_object,
+            ),
+            budget: host.memory_budget(),
+        })
+    }
+
+    /// The memory budget the policies' evaluations share.
+    pub fn memory_budget(&self) -> Arc<MemoryBudget> {
+        self.budget.clone()
+    }
+
+    /// How far the policies' patches may change an object.
+    pub fn patch_limits(&self) -> PatchLimits {
+        self.patch_limits
     }
 
     /// The loaded policies: name, module source, mode and module digest.
@@ -204,24 +232,27 @@ impl Pipeline {
 
     /// Decides one request. In the [`Phase::Validating`] phase patches are
     /// not applied: the object is judged as it will be stored. With a
-    /// `deadline`, no policy runs past it; a policy left without time fails
-    /// with [`EvalError::NoTime`] and its `on_error` decides.
+    /// `deadline`, no policy runs past it: each gets at most an equal share
+    /// of the time left when it starts, and one stopped at its share, or
+    /// left without time, fails closed ([`EvalError::OverBudget`],
+    /// [`EvalError::NoTime`]).
     pub fn decide(&self, request: &Request, phase: Phase, deadline: Option<Instant>) -> Decision {
         let matching: Vec<&LoadedPolicy> = self
             .policies
             .iter()
             .filter(|policy| policy.matcher.matches(request))
             .collect();
-        let judge = |policy: &LoadedPolicy, request: &Request| policy.judge(request, deadline);
+        let limits = self.patch_limits;
         let mutating = phase == Phase::Mutating;
         let mut operations = Vec::new();
         let mut current = Cow::Borrowed(request);
         let mut last_change = None;
         let mut judged: Vec<(Outcome, Duration)> = Vec::with_capacity(matching.len());
         for (index, policy) in matching.iter().enumerate() {
-            let (mut outcome, took) = judge(policy, &current);
+            let share = share(deadline, matching.len() - index);
+            let (mut outcome, took) = policy.judge(&current, share);
             if let Some(patch) = patch_to_apply(policy, &outcome).filter(|_| mutating) {
-                match patched(&current, patch) {
+                match patched(&current, patch, limits) {
                     Ok(next) => {
                         operations.extend(patch.0.iter().cloned());
                         current = Cow::Owned(next);
@@ -237,14 +268,19 @@ impl Pipeline {
         // past a policy listed before it; a patch they still want must change
         // nothing, or the mutations do not settle and that is a failure.
         if let Some(last_change) = last_change {
-            for (policy, (outcome, took)) in matching.iter().zip(&mut judged).take(last_change + 1)
-            {
-                if matches!(outcome, Outcome::Failed(_)) {
-                    continue;
-                }
-                let (again, more) = judge(policy, &current);
+            let mut again: Vec<(&&LoadedPolicy, &mut (Outcome, Duration))> = matching
+                .iter()
+                .zip(&mut judged)
+                .take(last_change + 1)
+                .filter(|(_, (outcome, _))| !matches!(outcome, Outcome::Failed(_)))
+                .collect();
+            let runs = again.len();
+            for (index, (policy, (outcome, took))) in again.iter_mut().enumerate() {
+                let (again, more) = policy.judge(&current, share(deadline, runs - index));
                 *took += more;
-                *outcome = match patch_to_apply(policy, &again).map(|patch| patched(&current, patch)) {
+                *outcome = match patch_to_apply(policy, &again)
+                    .map(|patch| patched(&current, patch, limits))
+                {
                     Some(Ok(next)) if next.object != current.object => invalid(
                         "its patch changes the object again after the other policies' patches; mutations must settle".into(),
                     ),
@@ -288,18 +324,28 @@ fn patch_to_apply<'o>(
     }
 }
 
-/// The request with `patch` applied to its object and the workload
-/// normalized again.
-pub(crate) fn patched(request: &Request, patch: &json_patch::Patch) -> Result<Request, String> {
+/// The time a policy may take when `runs` policies (itself included) are
+/// still to run before `deadline`: an equal share of what is left.
+fn share(deadline: Option<Instant>, runs: usize) -> Option<Duration> {
+    let left = deadline?.saturating_duration_since(Instant::now());
+    Some(left / u32::try_from(runs.max(1)).unwrap_or(u32::MAX))
+}
+
+/// The request with `patch` applied to its object, within `limits`, and
+/// the workload normalized again.
+pub(crate) fn patched(
+    request: &Request,
+    patch: &json_patch::Patch,
+    limits: PatchLimits,
+) -> Result<Request, String> {
     let object = request
         .object
         .as_deref()
         .ok_or("a patch was returned but the request has no object")?;
     let mut document: serde_json::Value = serde_json::from_str(object)
         .map_err(|error| format!("the object cannot be patched: {error}"))?;
-    json_patch::patch(&mut document, &patch.0)
-        .map_err(|error| format!("patch does not apply to the object: {error}"))?;
-    super::with_object(request, document.to_string())
+    let text = patch::apply(&mut document, object.len(), patch, limits)?;
+    super::with_object(request, text)
         .map_err(|error| format!("the patched object cannot be read: {error}"))
 }
 
@@ -320,19 +366,26 @@ fn load_module(host: &Host, policy: &PolicyConfig) -> Result<Module, PipelineErr
 }
 
 impl LoadedPolicy {
-    /// Evaluates the policy on `request`, timed, within `deadline`.
-    fn judge(&self, request: &Request, deadline: Option<Instant>) -> (Outcome, Duration) {
+    /// Evaluates the policy on `request`, timed, within its `share` of the
+    /// review's budget.
+    fn judge(&self, request: &Request, share: Option<Duration>) -> (Outcome, Duration) {
         let started = Instant::now();
         let mut limits = self.limits;
-        if let Some(deadline) = deadline {
-            limits.timeout = limits
-                .timeout
-                .min(deadline.saturating_duration_since(started));
+        let clipped = share.filter(|share| *share < limits.timeout);
+        if let Some(share) = clipped {
+            limits.timeout = share;
         }
         let result = if limits.timeout.is_zero() {
             Err(EvalError::NoTime)
         } else {
-            self.module.validate(request, &self.settings, limits)
+            match self.module.validate(request, &self.settings, limits) {
+                // Stopped at its share, not at its own deadline: the
+                // gateway, not the policy, ran out of time.
+                Err(EvalError::Timeout(share)) if clipped.is_some() => {
+                    Err(EvalError::OverBudget(share))
+                }
+                result => result,
+            }
         };
         let outcome = match result {
             Ok(verdict) => Outcome::Verdict(verdict),
@@ -346,6 +399,9 @@ impl LoadedPolicy {
         let limits = Limits {
             timeout: config.timeout,
             memory: config.memory,
+            grants: Grants {
+                clock: config.grants.contains(&Grant::Clock),
+            },
         };
         match module.validate_settings(&settings, limits) {
             Ok(Ok(())) => {}
@@ -389,8 +445,13 @@ impl Merge {
         let fails = match &outcome {
             Outcome::Verdict(verdict) => !verdict.allowed,
             Outcome::Failed(error) => {
-                tracing::warn!(policy = policy.name, kind = ?error.kind(), "{error}");
-                policy.on_error == OnError::Deny
+                tracing::warn!(
+                    policy = policy.name,
+                    kind = ?error.kind(),
+                    "{}",
+                    crate::policy::escape_controls(&error.to_string())
+                );
+                error.fails_closed() || policy.on_error == OnError::Deny
             }
         };
         let effect = match (fails, policy.mode) {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::docker::server as proxy;
 use crate::kubernetes::server::{self, Webhook};
 use crate::kubernetes::{certs, manifests};
-use crate::policy::{Host, HostOptions, LoadError};
+use crate::policy::{Compiler, Host, HostOptions, LoadError};
 use crate::telemetry::Metrics;
 use crate::tls;
 use crate::verify::Verifier;
@@ -128,6 +128,14 @@ enum Command {
         #[arg(long)]
         certs: PathBuf,
     },
+    /// Compiles one policy module from stdin within a memory limit (run by
+    /// the gateway itself, to bound what a compilation may cost).
+    #[command(hide = true)]
+    CompileWorker {
+        /// Address space the worker may map, in bytes.
+        #[arg(long)]
+        memory: u64,
+    },
 }
 
 /// How `eval` prints decisions.
@@ -153,6 +161,7 @@ pub fn init_logging() {
 /// Runs a command and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::CompileWorker { memory } => return crate::policy::worker_main(memory),
         Command::Eval {
             config,
             docker,
@@ -213,21 +222,36 @@ fn load(config: Option<&Path>) -> Result<(Config, Pipeline), Error> {
         .cache_dir
         .clone()
         .or_else(|| env_path("PORTCULLIS_CACHE_DIR"));
+    // Compiling in a worker bounds its time and memory; without a path to
+    // this binary, compile here.
+    let compiler = match std::env::current_exe() {
+        Ok(program) => Compiler::Worker {
+            program,
+            timeout: config.sandbox.compile_timeout,
+            memory: config.sandbox.compile_memory,
+        },
+        Err(error) => {
+            tracing::warn!("compiling policies without a time or memory budget: {error}");
+            Compiler::InProcess
+        }
+    };
+    let options = |cache_dir| HostOptions {
+        cache_dir,
+        memory_budget: config.sandbox.memory_budget,
+        max_module_size: config.sandbox.max_module_size,
+        compiler: compiler.clone(),
+    };
     let host = match chosen {
         // A cache the operator chose must work.
-        Some(dir) => Host::new(&HostOptions {
-            cache_dir: Some(dir),
-        })?,
+        Some(dir) => Host::new(&options(Some(dir)))?,
         // The usual place is a convenience: without it, compile every time.
-        None => match Host::new(&HostOptions {
-            cache_dir: user_cache_dir(),
-        }) {
+        None => match Host::new(&options(user_cache_dir())) {
             Err(LoadError::Cache(error)) => {
                 tracing::warn!(
                     "running without a compilation cache: {}",
                     crate::error_chain(&error)
                 );
-                Host::new(&HostOptions::default())?
+                Host::new(&options(None))?
             }
             host => host?,
         },
@@ -340,7 +364,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
             let server = Arc::new(Webhook::new(
                 pipeline.clone(),
                 verifier.clone(),
-                Arc::new(Metrics::default()),
+                Arc::new(Metrics::with_budget(pipeline.memory_budget())),
                 webhook,
             ));
             tokio::spawn(tls.reloader.watch());

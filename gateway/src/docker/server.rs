@@ -770,12 +770,13 @@ impl Session {
         let forwarded = match &decision.patch {
             None => bytes,
             Some(patch) => {
-                let patch = patch.0.clone();
+                let patch = patch.clone();
+                let limits = self.proxy.pipeline.patch_limits();
                 let patched = tokio::task::spawn_blocking(move || {
                     let mut object: serde_json::Value =
                         serde_json::from_slice(&bytes).map_err(|error| error.to_string())?;
-                    json_patch::patch(&mut object, &patch).map_err(|error| error.to_string())?;
-                    Ok::<_, String>(Bytes::from(object.to_string()))
+                    admission::patch::apply(&mut object, bytes.len(), &patch, limits)
+                        .map(Bytes::from)
                 })
                 .await
                 .map_err(|_| evaluation_failed())?;
@@ -1003,7 +1004,10 @@ impl Session {
         // With verification, the images are verified first and the body
         // forwarded is pinned to their digests (the decision's patch).
         let decision = match &self.proxy.verifier {
-            Some(verifier) => verifier.admit(admission, true, None, decide).await?.0,
+            Some(verifier) => verifier
+                .admit(admission, true, None, self.proxy.pipeline.patch_limits(), decide)
+                .await?
+                .0,
             None => decide(Arc::new(admission)).await?,
         };
         if !decision.allowed {

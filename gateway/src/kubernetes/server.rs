@@ -145,7 +145,9 @@ impl Webhook {
             // endpoint may pin.
             Some(verifier) => {
                 let pin = phase == Phase::Mutating;
-                verifier.admit(request, pin, Some(deadline), evaluate).await
+                verifier
+                    .admit(request, pin, Some(deadline), self.pipeline.patch_limits(), evaluate)
+                    .await
             }
             None => evaluate(Arc::new(request))
                 .await

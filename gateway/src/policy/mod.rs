@@ -6,13 +6,21 @@
 //! fresh [`Store`] and instance from the pooling allocator, so nothing leaks
 //! from one request to the next, under two limits: a deadline enforced by
 //! epoch interruption (the engine's epoch ticks every millisecond) and a cap
-//! on linear memory enforced by a resource limiter. Failures come back as a
-//! typed [`EvalError`], classified by trap code and store state, never by
-//! the text of an error message.
+//! on linear memory enforced by a resource limiter. WASI cannot make a
+//! policy wait, and its clocks and randomness are fixed (see [`sandbox`]),
+//! so a deadline binds wherever the time goes and the same request gets the
+//! same answer. What one call may copy out of a policy's memory is bounded
+//! (wasmtime's hostcall fuel, counted before each copy), and a verdict is
+//! checked against its bounds before any of it reaches a client.
+//! Failures come back as a typed [`EvalError`], classified by trap code and
+//! store state, never by the text of an error message.
 
 pub mod bindings;
+mod budget;
 pub mod builtin;
 mod cache;
+mod compile;
+pub mod sandbox;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +29,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use std::borrow::Cow;
+
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+pub use self::budget::{BudgetUse, MemoryBudget};
 pub use self::cache::CacheError;
+pub use self::compile::{CompileError, Compiler, worker_main};
 use self::cache::CompileCache;
+use self::sandbox::WaitRefused;
 use self::store::EvalState;
 use crate::sha256_hex;
 use bindings::types::Request;
@@ -38,31 +51,65 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// slots for it.
 pub const MAX_MEMORY: u64 = 1 << 30;
 
-/// Evaluations that may run at once; more fail to instantiate (and follow
-/// their policy's `on_error`) rather than exhaust the machine.
+/// Evaluations that may run at once (the pooling allocator's slots); more
+/// wait for a slot within their deadline, as for the memory budget.
 const MAX_CONCURRENT_INSTANCES: u32 = 256;
 
-/// Bounds on what a verdict may carry back to a client.
+/// Bounds on what a verdict may carry back to a client, checked before
+/// anything is copied out of the policy's memory.
 const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 const MAX_WARNINGS: usize = 64;
 const MAX_WARNING_BYTES: usize = 4 * 1024;
 const MAX_ANNOTATIONS: usize = 64;
+const MAX_ANNOTATION_BYTES: usize = 4 * 1024;
 const MAX_PATCH_BYTES: usize = 1024 * 1024;
+/// The most one call may copy out of the guest: a verdict at its bounds
+/// fits, with room to spare.
+const MAX_COPIED_BYTES: usize = 2 * MAX_PATCH_BYTES;
 
 /// Options for creating a [`Host`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostOptions {
     /// Where compiled policies are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Memory all evaluations in flight may reserve together.
+    pub memory_budget: u64,
+    /// Largest module accepted, in bytes.
+    pub max_module_size: u64,
+    /// How modules are compiled, and within what budget.
+    pub compiler: Compiler,
 }
 
-/// The per-evaluation limits of one policy.
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            memory_budget: 1 << 30,
+            max_module_size: 64 << 20,
+            compiler: Compiler::InProcess,
+        }
+    }
+}
+
+/// What one evaluation of a policy may use: its deadline, its memory and
+/// what it was granted beyond the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock time one evaluation may take.
     pub timeout: Duration,
     /// Linear memory one instance may use, in bytes.
     pub memory: u64,
+    /// What the policy may see beyond the deterministic sandbox.
+    pub grants: Grants,
+}
+
+/// What a policy may see beyond the deterministic sandbox; nothing by
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The wall clock reads the moment the evaluation began instead of the
+    /// Unix epoch. Decisions then depend on when they are made.
+    pub clock: bool,
 }
 
 /// Why a host could not be created or a policy could not be loaded.
@@ -77,6 +124,13 @@ pub enum LoadError {
     /// The compilation cache cannot be used.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The module is larger than the host accepts (and was not read past
+    /// the limit).
+    #[error("policy module is larger than the limit of {limit} bytes (sandbox.max_module_size)")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// A policy file cannot be read.
     #[error("cannot read policy module {path}")]
     Read {
@@ -86,9 +140,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The bytes are not a valid WebAssembly component.
-    #[error("policy module is not a valid WebAssembly component")]
-    Compile(#[source] wasmtime::Error),
+    /// The bytes are not a valid WebAssembly component, or compiling
+    /// them ran out of its budget.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
     /// The component does not fit the `portcullis:policy` world, or imports
     /// something the sandbox does not grant.
     #[error(
@@ -103,6 +158,10 @@ pub enum EvalError {
     /// The policy ran past its deadline and was stopped.
     #[error("policy ran past its deadline of {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// The policy tried to wait, which would only have ended at its
+    /// deadline.
+    #[error("policy was stopped: {0}")]
+    Waited(WaitRefused),
     /// The policy asked for more memory than its cap.
     #[error("policy exceeded its memory limit of {} bytes", .0)]
     OutOfMemory(u64),
@@ -121,6 +180,14 @@ pub enum EvalError {
     /// The request's time budget ran out before the policy could run.
     #[error("no time was left in the review's budget to run the policy")]
     NoTime,
+    /// The policy was stopped at its share of the review's time budget,
+    /// before its own deadline.
+    #[error("policy was stopped at its {} ms share of the review's time budget", .0.as_millis())]
+    OverBudget(Duration),
+    /// The evaluations in flight held the whole memory budget until the
+    /// policy's deadline.
+    #[error("the gateway was busy: evaluations in flight held the whole sandbox memory budget")]
+    Busy,
     /// A fresh instance could not be created (for example, too many
     /// evaluations at once).
     #[error("policy could not be instantiated: {0}")]
@@ -131,7 +198,8 @@ pub enum EvalError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// [`EvalError::Timeout`] and [`EvalError::NoTime`].
+    /// [`EvalError::Timeout`], [`EvalError::Waited`], [`EvalError::NoTime`]
+    /// and [`EvalError::OverBudget`].
     Timeout,
     /// [`EvalError::OutOfMemory`].
     Memory,
@@ -139,16 +207,19 @@ pub enum ErrorKind {
     Trap,
     /// [`EvalError::InvalidVerdict`].
     Invalid,
+    /// [`EvalError::Busy`].
+    Overload,
 }
 
 impl ErrorKind {
-    /// `timeout`, `memory`, `trap` or `invalid`.
+    /// `timeout`, `memory`, `trap`, `invalid` or `overload`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Memory => "memory",
             ErrorKind::Trap => "trap",
             ErrorKind::Invalid => "invalid",
+            ErrorKind::Overload => "overload",
         }
     }
 }
@@ -157,11 +228,26 @@ impl EvalError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EvalError::Timeout(_) | EvalError::NoTime => ErrorKind::Timeout,
+            EvalError::Timeout(_)
+            | EvalError::Waited(_)
+            | EvalError::NoTime
+            | EvalError::OverBudget(_) => ErrorKind::Timeout,
+            EvalError::Busy => ErrorKind::Overload,
             EvalError::OutOfMemory(_) => ErrorKind::Memory,
             EvalError::Trap { .. } | EvalError::Instantiate(_) => ErrorKind::Trap,
             EvalError::InvalidVerdict(_) => ErrorKind::Invalid,
         }
+    }
+
+    /// Whether the gateway, not the policy, failed to run it to the end: a
+    /// review's time budget or the sandbox's memory budget was spent. Such
+    /// a failure denies whatever the policy's `on_error` says, or a slow
+    /// neighbour could get a request past it.
+    pub fn fails_closed(&self) -> bool {
+        matches!(
+            self,
+            EvalError::NoTime | EvalError::OverBudget(_) | EvalError::Busy
+        )
     }
 }
 
@@ -188,6 +274,9 @@ pub struct Host {
     linker: Linker<EvalState>,
     cache: Option<CompileCache>,
     ticker: Arc<EpochTicker>,
+    budget: Arc<MemoryBudget>,
+    max_module_size: u64,
+    compiler: Compiler,
 }
 
 impl Host {
@@ -196,8 +285,8 @@ impl Host {
         let engine = Engine::new(&engine_config()).map_err(LoadError::Engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Engine)?;
-        Policy::add_to_linker::<_, HasSelf<EvalState>>(&mut linker, |state| state)
-            .map_err(LoadError::Engine)?;
+        sandbox::link(&mut linker).map_err(LoadError::Engine)?;
+        store::link_log(&mut linker).map_err(LoadError::Engine)?;
         let cache = options
             .cache_dir
             .as_deref()
@@ -209,17 +298,34 @@ impl Host {
             linker,
             cache,
             ticker: Arc::new(ticker),
+            budget: Arc::new(MemoryBudget::new(
+                options.memory_budget,
+                MAX_CONCURRENT_INSTANCES,
+            )),
+            max_module_size: options.max_module_size,
+            compiler: options.compiler.clone(),
         })
+    }
+
+    /// The memory budget the evaluations of this host's modules share.
+    pub fn memory_budget(&self) -> Arc<MemoryBudget> {
+        self.budget.clone()
     }
 
     /// Loads a policy from a component's bytes.
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Module, LoadError> {
-        let digest = sha256_hex(wasm);
-        let component = match &self.cache {
-            Some(cache) => cache.load(&self.engine, wasm, &digest),
-            None => Component::new(&self.engine, wasm),
+        let size = u64::try_from(wasm.len()).unwrap_or(u64::MAX);
+        if size > self.max_module_size {
+            return Err(LoadError::TooLarge {
+                limit: self.max_module_size,
+            });
         }
-        .map_err(LoadError::Compile)?;
+        let digest = sha256_hex(wasm);
+        let compile = || self.compiler.compile(&self.engine, wasm);
+        let component = match &self.cache {
+            Some(cache) => cache.load(&self.engine, &digest, compile),
+            None => compile(),
+        }?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -229,18 +335,34 @@ impl Host {
             name: name.into(),
             digest,
             pre,
+            budget: self.budget.clone(),
             _ticker: self.ticker.clone(),
         })
     }
 
-    /// Loads a policy from a `.wasm` file.
+    /// Loads a policy from a `.wasm` file, reading no more of it than the
+    /// size limit allows.
     pub fn load_file(&self, name: &str, path: &Path) -> Result<Module, LoadError> {
-        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+        use std::io::Read as _;
+        let read_error = |source| LoadError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut wasm = Vec::new();
+        file.take(self.max_module_size.saturating_add(1))
+            .read_to_end(&mut wasm)
+            .map_err(read_error)?;
         self.load(name, &wasm)
     }
+}
+
+/// What the compiled code depends on: the same in the host and in the
+/// compile worker, so the worker's artifacts load in the host.
+fn compiler_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config
 }
 
 fn engine_config() -> Config {
@@ -255,10 +377,8 @@ fn engine_config() -> Config {
         .total_tables(MAX_CONCURRENT_INSTANCES * 4)
         .max_tables_per_component(8)
         .max_memory_size(MAX_MEMORY as usize);
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let mut config = compiler_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
@@ -269,6 +389,7 @@ pub struct Module {
     name: Arc<str>,
     digest: String,
     pre: PolicyPre<EvalState>,
+    budget: Arc<MemoryBudget>,
     /// Deadlines need the epoch to keep advancing for as long as a module
     /// can run, even after the [`Host`] that loaded it is gone.
     _ticker: Arc<EpochTicker>,
@@ -311,9 +432,16 @@ impl Module {
         settings: &str,
         limits: Limits,
     ) -> Result<Result<(), String>, EvalError> {
-        self.call(limits, |store, policy| {
+        let answer = self.call(limits, |store, policy| {
             policy.call_validate_settings(store, settings)
-        })
+        })?;
+        Ok(answer.map_err(|message| {
+            if message.len() > MAX_MESSAGE_BYTES {
+                format!("(a settings error longer than {MAX_MESSAGE_BYTES} bytes)")
+            } else {
+                escape_controls(&message).into_owned()
+            }
+        }))
     }
 
     /// Evaluates one request under `settings` (JSON text).
@@ -335,11 +463,24 @@ impl Module {
         limits: Limits,
         f: impl FnOnce(&mut Store<EvalState>, &Policy) -> wasmtime::Result<R>,
     ) -> Result<R, EvalError> {
-        let memory = usize::try_from(limits.memory.min(MAX_MEMORY)).unwrap_or(usize::MAX);
-        let mut store = Store::new(self.pre.engine(), EvalState::new(self.name.clone(), memory));
+        let started = Instant::now();
+        let memory = limits.memory.min(MAX_MEMORY);
+        // Held until the store is dropped, whatever happens in between.
+        let _reservation = self
+            .budget
+            .reserve(memory, started + limits.timeout)
+            .ok_or(EvalError::Busy)?;
+        let left = limits.timeout.saturating_sub(started.elapsed());
+        let memory = usize::try_from(memory).unwrap_or(usize::MAX);
+        let state = EvalState::new(self.name.clone(), memory, limits.grants);
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        store.set_epoch_deadline(deadline_ticks(left));
         store.epoch_deadline_trap();
+        // What one call may copy out of the guest (a verdict's strings and
+        // lists, or a log message), counted as it is read and refused
+        // before the copy when over.
+        store.set_hostcall_fuel(MAX_COPIED_BYTES);
 
         let result = match self.pre.instantiate(&mut store) {
             Ok(policy) => {
@@ -355,6 +496,26 @@ impl Module {
     }
 }
 
+/// Escapes the control characters of text a policy wrote (newlines,
+/// carriage returns, NUL, terminal escapes, Unicode line separators) as
+/// `\u{…}`, so that it cannot start a line of its own in a log or drive a
+/// terminal.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let is_control = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_control(c) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
 /// Epoch ticks for a timeout: rounded up, plus one because the first tick
 /// may come at any moment after the deadline is set.
 fn deadline_ticks(timeout: Duration) -> u64 {
@@ -367,6 +528,8 @@ fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalE
     let trap = error.downcast_ref::<Trap>().copied();
     if state.memory_exceeded {
         EvalError::OutOfMemory(limits.memory)
+    } else if error.downcast_ref::<WaitRefused>().is_some() {
+        EvalError::Waited(WaitRefused)
     } else if trap == Some(Trap::Interrupt) {
         EvalError::Timeout(limits.timeout)
     } else {
@@ -383,7 +546,8 @@ fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalE
     }
 }
 
-/// Checks what a guest returned before any of it reaches a client.
+/// Checks what a guest returned before any of it reaches a client. (The
+/// copy out of the guest was already bounded by the store's hostcall fuel.)
 fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
     let invalid = |reason: String| Err(EvalError::InvalidVerdict(reason));
     if let Some(code) = verdict.code
@@ -415,6 +579,15 @@ fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
     if verdict.annotations.len() > MAX_ANNOTATIONS {
         return invalid(format!("more than {MAX_ANNOTATIONS} annotations"));
     }
+    if verdict
+        .annotations
+        .iter()
+        .any(|(key, value)| key.len().max(value.len()) > MAX_ANNOTATION_BYTES)
+    {
+        return invalid(format!(
+            "an annotation's key or value is longer than {MAX_ANNOTATION_BYTES} bytes"
+        ));
+    }
     let patch = match verdict.patch {
         None => None,
         Some(patch) if patch.len() > MAX_PATCH_BYTES => {
@@ -427,9 +600,21 @@ fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
     };
     Ok(Verdict {
         allowed: verdict.allowed,
-        message: verdict.message,
+        // Lines and tabs are the message's own; no other control character
+        // reaches a client's terminal or log.
+        message: verdict.message.map(|message| {
+            message
+                .split('\n')
+                .map(|line| escape_controls(&line.replace('\t', "    ")).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
         code: verdict.code,
-        warnings: verdict.warnings,
+        warnings: verdict
+            .warnings
+            .iter()
+            .map(|warning| escape_controls(warning).into_owned())
+            .collect(),
         patch,
         annotations: verdict.annotations,
     })
@@ -556,6 +741,35 @@ mod tests {
             ..verdict()
         };
         assert!(invalid(annotations).contains("annotations"));
+        let long_key = bindings::types::Verdict {
+            annotations: vec![("k".repeat(MAX_ANNOTATION_BYTES + 1), String::new())],
+            ..verdict()
+        };
+        assert!(invalid(long_key).contains("annotation's key or value"));
+    }
+
+    #[test]
+    fn a_verdicts_text_cannot_carry_terminal_escapes() {
+        let checked = check(bindings::types::Verdict {
+            message: Some("one\n\u{1b}[31mtwo\tthree".into()),
+            warnings: vec!["a\nb".into()],
+            ..verdict()
+        })
+        .expect("valid");
+        assert_eq!(checked.message.as_deref(), Some("one\n\\u{1b}[31mtwo    three"));
+        assert_eq!(checked.warnings, ["a\\u{a}b"]);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_kept() {
+        assert!(matches!(
+            escape_controls("privileged (container \"a\")"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_controls("ok\n2026-01-01 ERROR forged\u{0}\u{1b}[31m\u{2028}"),
+            "ok\\u{a}2026-01-01 ERROR forged\\u{0}\\u{1b}[31m\\u{2028}"
+        );
     }
 
     #[test]

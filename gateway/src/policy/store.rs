@@ -1,15 +1,23 @@
-//! The per-evaluation store data: WASI with nothing granted, the memory
+//! The per-evaluation store data: WASI with nothing granted (see
+//! [`super::sandbox`] for its clocks, randomness and waits), the memory
 //! limiter, and the policy's log output.
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable, WasmStr};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, types};
+use super::Grants;
+use super::bindings::log;
+use super::sandbox::{
+    FixedWallClock, INSECURE_RANDOM_SEED, MAX_RANDOM_BYTES, SeededRandom, StoppedClock,
+};
+
+/// The instance that holds the host's `log` function.
+const LOG_INTERFACE: &str = "portcullis:policy/log@0.1.0";
 
 /// How much one evaluation may write to the log (host `log` calls plus
 /// stdout and stderr); the rest is dropped and counted.
@@ -35,18 +43,25 @@ pub(crate) struct EvalState {
 }
 
 impl EvalState {
-    pub(crate) fn new(policy: Arc<str>, memory_limit: usize) -> Self {
+    pub(crate) fn new(policy: Arc<str>, memory_limit: usize, grants: Grants) -> Self {
         let log = LogSink::new(policy);
         // WASI preview 2 with nothing granted: the builder's defaults give no
         // preopened directories, no environment, no arguments and no
         // sockets; they are denied here explicitly so a change of default
-        // upstream cannot widen the sandbox.
+        // upstream cannot widen the sandbox. Clocks and randomness are the
+        // sandbox's own, so that evaluations are deterministic.
         let wasi = WasiCtx::builder()
             .stdout(log.stream(Stream::Stdout))
             .stderr(log.stream(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(FixedWallClock::new(grants.clock))
+            .monotonic_clock(StoppedClock)
+            .secure_random(SeededRandom::secure())
+            .insecure_random(SeededRandom::insecure())
+            .insecure_random_seed(INSECURE_RANDOM_SEED)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -102,13 +117,17 @@ impl ResourceLimiter for EvalState {
     }
 }
 
-/// The `types` interface defines no functions, only records.
-impl types::Host for EvalState {}
-
-impl log::Host for EvalState {
-    fn log(&mut self, level: log::Level, message: String) {
-        self.log.write(Stream::Log(level), message.as_bytes());
-    }
+/// Links the host's `log` function. The message is read in place from the
+/// policy's memory and only what fits in the log budget is copied out.
+pub(crate) fn link_log(linker: &mut Linker<EvalState>) -> wasmtime::Result<()> {
+    linker.instance(LOG_INTERFACE)?.func_wrap(
+        "log",
+        |store: StoreContextMut<'_, EvalState>, (level, message): (log::Level, WasmStr)| {
+            let message = message.to_str(&store)?;
+            store.data().log.write(Stream::Log(level), message.as_bytes());
+            Ok(())
+        },
+    )
 }
 
 /// Where a line of policy output came from.
@@ -204,6 +223,10 @@ impl LogState {
         if text.is_empty() {
             return;
         }
+        // A policy writes within one line of the log, always the one tagged
+        // with its name: no newline, carriage return or terminal escape of
+        // its own reaches the log.
+        let text = super::escape_controls(text);
         let policy = &*self.policy;
         match stream {
             Stream::Log(log::Level::Trace) => tracing::trace!(policy, "{text}"),

@@ -13,15 +13,25 @@
 //!   `memory`, `trap`, `invalid`);
 //! - `image_verifications_total{outcome, cache}`: images verified
 //!   (`verified`, `admitted` unverified by the default, `denied`), and
-//!   whether the verdict cache answered (`hit`, `miss`).
+//!   whether the verdict cache answered (`hit`, `miss`);
+//! - `sandbox_memory_budget_bytes`, `sandbox_memory_reserved_bytes`: the
+//!   memory budget of all evaluations in flight, and what they hold now;
+//! - `sandbox_memory_waits_total`, `sandbox_memory_refusals_total`:
+//!   evaluations that waited for that budget, and those that waited until
+//!   their deadline and did not run (they fail closed, kind `overload`).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
-use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::admission::{Decision, Outcome};
+use crate::policy::MemoryBudget;
 use crate::verify::ImageVerdict;
 
 /// The webhook endpoint a review came to.
@@ -142,7 +152,58 @@ impl Default for Metrics {
     }
 }
 
+/// Reads the sandbox's memory budget at each scrape.
+#[derive(Debug)]
+struct BudgetCollector(Arc<MemoryBudget>);
+
+impl Collector for BudgetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let usage = self.0.usage();
+        let gauge = |value: u64| ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+        for (name, help, value) in [
+            (
+                "sandbox_memory_budget_bytes",
+                "Memory all policy evaluations in flight may reserve together",
+                usage.total,
+            ),
+            (
+                "sandbox_memory_reserved_bytes",
+                "Memory reserved by the policy evaluations in flight",
+                usage.reserved,
+            ),
+        ] {
+            let gauge = gauge(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        for (name, help, value) in [
+            (
+                "sandbox_memory_waits",
+                "Policy evaluations that waited for the sandbox memory budget",
+                usage.waits,
+            ),
+            (
+                "sandbox_memory_refusals",
+                "Policy evaluations that waited for the sandbox memory budget until their deadline",
+                usage.refusals,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
+    /// Metrics that also report the sandbox's memory `budget`.
+    pub fn with_budget(budget: Arc<MemoryBudget>) -> Self {
+        let mut metrics = Self::default();
+        metrics
+            .registry
+            .register_collector(Box::new(BudgetCollector(budget)));
+        metrics
+    }
+
     /// Records an answered review and what each policy said.
     pub fn record(&self, endpoint: Endpoint, decision: &Decision, duration: std::time::Duration) {
         let outcome = if decision.allowed {

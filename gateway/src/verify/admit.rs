@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use super::{ImageVerdict, Verifier};
+use crate::admission::patch::PatchLimits;
 use crate::admission::{self, ContainerKind, Decision, Operation, Origin, Request};
 
 /// Whether `request` asks to run images that verification governs: a
@@ -113,12 +114,14 @@ impl Verifier {
     /// Decides `request` with `decide`, verification around it (see the
     /// module notes). With `pin`, verified images are pinned in the
     /// decision's patch. Verification stops at `deadline`, and what it has
-    /// not verified by then is refused.
+    /// not verified by then is refused. The decision's patch is applied
+    /// within `limits` to see what would run.
     pub async fn admit<F, Fut, E>(
         &self,
         mut request: Request,
         pin: bool,
         deadline: Option<Instant>,
+        limits: PatchLimits,
         decide: F,
     ) -> Result<(Decision, Vec<ImageVerdict>), E>
     where
@@ -138,7 +141,7 @@ impl Verifier {
 
         // What would run: the object as the policies left it.
         let last = match decision.patch.as_ref().filter(|_| decision.allowed) {
-            Some(patch) => match admission::patched(&judged, patch) {
+            Some(patch) => match admission::patched(&judged, patch, limits) {
                 Ok(last) => Cow::Owned(last),
                 Err(reason) => {
                     refuse(

@@ -6,6 +6,9 @@
 //! - `portcullis-load suite` starts `portcullis serve` itself with no policy,
 //!   with `pod-security`, and with five enforcing policies, loads each the
 //!   same way, and prints one table: the README's webhook figures;
+//! - `portcullis-load hostile-suite` puts a misbehaving test policy in front
+//!   of `pod-security`, one behaviour at a time, and measures the latency of
+//!   the reviews it does not see while it is fed its own;
 //! - `portcullis-load docker-suite` puts the Docker proxy beside the engine's
 //!   own socket: the README's proxy figures.
 
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use portcullis_load::{Error, Load, Report, Target, run};
+use portcullis_load::{Connection, Error, Load, Report, Target, run};
 
 /// The typical pod of the benchmarks, as an AdmissionReview.
 const TYPICAL_POD: &str = include_str!("../../requests/typical-pod.json");
@@ -74,6 +77,30 @@ enum Action {
         /// Total requests per second of the open-loop run.
         #[arg(long, default_value_t = 1000.0)]
         open_rate: f64,
+    },
+    /// Start `portcullis serve` with a misbehaving policy in front of
+    /// `pod-security`, one behaviour at a time, and measure how much its
+    /// requests slow down everyone else's.
+    HostileSuite {
+        /// The portcullis binary (default: beside this one).
+        #[arg(long)]
+        portcullis: Option<PathBuf>,
+        /// The test policy component (default: build
+        /// `tests/policies/test-policy` for wasm32-wasip2 now).
+        #[arg(long)]
+        test_policy: Option<PathBuf>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Normal reviews per second (open loop).
+        #[arg(long, default_value_t = 300.0)]
+        rate: f64,
+        /// Connections of the normal reviews.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Connections of the hostile reviews (closed loop).
+        #[arg(long, default_value_t = 4)]
+        hostile_connections: usize,
     },
     /// Start `portcullis serve` with a Docker proxy and measure it against
     /// the engine's own socket.
@@ -172,6 +199,25 @@ async fn command(command: Action) -> Result<(), Error> {
             shape,
             open_rate,
         } => suite(&portcullis_binary(portcullis)?, &shape, open_rate).await,
+        Action::HostileSuite {
+            portcullis,
+            test_policy,
+            seconds,
+            rate,
+            connections,
+            hostile_connections,
+        } => {
+            HostileSuite {
+                portcullis: portcullis_binary(portcullis)?,
+                test_policy: test_policy_component(test_policy)?,
+                duration: Duration::from_secs_f64(seconds),
+                rate,
+                connections,
+                hostile_connections,
+            }
+            .run()
+            .await
+        }
         Action::DockerSuite {
             portcullis,
             engine,
@@ -270,9 +316,10 @@ fn configurations() -> [(&'static str, String); 3] {
     ]
 }
 
-async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), Error> {
-    let dir = tempfile::tempdir()?;
-    let certs = dir.path().join("certs");
+/// Makes the webhook's certificates in `dir/certs` (`ca.crt`, `tls.crt`,
+/// `tls.key`) and returns that directory.
+fn certificates(portcullis: &Path, dir: &Path) -> Result<PathBuf, Error> {
+    let certs = dir.join("certs");
     let status = Command::new(portcullis)
         .args(["certs", "--name", "127.0.0.1", "--out"])
         .arg(&certs)
@@ -282,6 +329,28 @@ async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), E
     if !status.success() {
         return Err("portcullis certs failed".into());
     }
+    Ok(certs)
+}
+
+/// Writes `dir/portcullis.yaml`: the webhook on a free port with the
+/// certificates in `certs`, then `policies` (YAML, from `policies:` on).
+fn write_config(dir: &Path, certs: &Path, policies: &str) -> Result<PathBuf, Error> {
+    let config = dir.join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir: {}\nkubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: {}, key: {}}}\n{policies}",
+            dir.join("cache").display(),
+            certs.join("tls.crt").display(),
+            certs.join("tls.key").display(),
+        ),
+    )?;
+    Ok(config)
+}
+
+async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let certs = certificates(portcullis, dir.path())?;
     let body = typical_review();
     println!(
         "{} connections for {} s closed-loop, then {} reviews/s open-loop; the review creates a 2.5 KB pod\n",
@@ -290,23 +359,9 @@ async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), E
     println!("| configuration | reviews/s | p50 | p99 | p99 at {open_rate:.0}/s | errors |");
     println!("|---|---|---|---|---|---|");
     for (name, policies) in configurations() {
-        let config = dir.path().join("portcullis.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "cache_dir: {}\nkubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: {}, key: {}}}\n{policies}",
-                dir.path().join("cache").display(),
-                certs.join("tls.crt").display(),
-                certs.join("tls.key").display(),
-            ),
-        )?;
+        let config = write_config(dir.path(), &certs, &policies)?;
         let mut server = Server::start(portcullis, &config)?;
-        let address = server
-            .address
-            .strip_prefix("https://")
-            .ok_or_else(|| format!("not the webhook: {}", server.address))?
-            .parse()?;
-        let target = Target::new(address, "127.0.0.1", &certs.join("ca.crt"))?;
+        let target = server.webhook(&certs)?;
         let load = |rate| Load {
             target: target.clone(),
             method: "POST".into(),
@@ -340,6 +395,277 @@ async fn suite(portcullis: &Path, shape: &Shape, open_rate: f64) -> Result<(), E
     Ok(())
 }
 
+/// The hostile policy's behaviours, in the table's order (the test policy's
+/// names, `tests/policies/test-policy`); `None` is the baseline, without it.
+const HOSTILE_BEHAVIOURS: [Option<&str>; 7] = [
+    None,
+    Some("sleep"),
+    Some("wait-forever"),
+    Some("poll"),
+    Some("patch-bomb"),
+    Some("forge-log"),
+    Some("loop"),
+];
+
+/// The namespace the hostile policy matches, and its reviews are in.
+const HOSTILE_NAMESPACE: &str = "hostile";
+
+/// How long after its end a load may still wait for answers before the row
+/// is given up: a policy that is never stopped would otherwise hang the
+/// suite, since a load waits for every answer.
+const HANG_GRACE: Duration = Duration::from_secs(30);
+
+/// The test policy component: as given, or built now from
+/// `tests/policies/test-policy`, so one command reproduces the figures.
+fn test_policy_component(given: Option<PathBuf>) -> Result<PathBuf, Error> {
+    if let Some(path) = given {
+        // The configuration lives in a scratch directory, against which a
+        // relative path would be resolved.
+        return std::fs::canonicalize(&path)
+            .map_err(|error| Error::from(format!("{}: {error}", path.display())));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the workspace")?;
+    let target_dir = portcullis_wasm_build::default_target_dir(workspace);
+    portcullis_wasm_build::build(workspace, &target_dir, &["test-policy"])
+        .map_err(|error| format!("building the test policy: {error}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "building the test policy produced no component".into())
+}
+
+/// The hostile suite: does a policy that misbehaves slow down the requests
+/// it does not even see?
+///
+/// For each behaviour, `portcullis serve` runs the test policy behaving so,
+/// with a 100 ms deadline, matching only the `hostile` namespace, followed by
+/// `pod-security`. Two loads run at once on the one client thread: normal
+/// reviews (the typical pod, in its own namespace, judged by `pod-security`
+/// alone) at a fixed open-loop rate, whose latency is reported, and hostile
+/// reviews (the same pod in `hostile`) closed loop, as fast as the gateway
+/// answers them, whose throughput is reported. A hostile review is answered
+/// 200 with an AdmissionReview, denying when the policy fails, so only
+/// failed requests and other statuses count as errors (of both loads).
+///
+/// The baseline, the `none` row, drives the same two loads without the
+/// hostile policy (the hostile reviews then meet `pod-security` alone): the
+/// p99 ratio is against it, so it isolates what the policy's misbehaviour
+/// costs from what merely sharing two cores with a closed loop of other
+/// reviews costs. The row after it, normal reviews alone on the same server,
+/// shows the latter.
+struct HostileSuite {
+    portcullis: PathBuf,
+    test_policy: PathBuf,
+    duration: Duration,
+    /// Normal reviews per second.
+    rate: f64,
+    /// Connections of the normal reviews.
+    connections: usize,
+    /// Connections of the hostile reviews.
+    hostile_connections: usize,
+}
+
+/// One configuration's measurements: each load's report, or why there is
+/// none.
+struct HostileRow {
+    normal: Result<Report, Error>,
+    hostile: Option<Result<Report, Error>>,
+}
+
+impl HostileSuite {
+    async fn run(&self) -> Result<(), Error> {
+        let dir = tempfile::tempdir()?;
+        let certs = certificates(&self.portcullis, dir.path())?;
+        let normal_body = typical_review();
+        let hostile_body = in_namespace(&normal_body, HOSTILE_NAMESPACE)?;
+        println!(
+            "normal reviews at {:.0}/s open-loop on {} connections, with hostile reviews closed-loop on {} connections, for {} s; the hostile policy has a 100 ms deadline and sees only the hostile namespace; every review creates a 2.5 KB pod\n",
+            self.rate,
+            self.connections,
+            self.hostile_connections,
+            self.duration.as_secs_f64(),
+        );
+        println!(
+            "| hostile policy | normal p50 | normal p99 | p99 ÷ baseline p99 | hostile reviews/s | errors |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let mut baseline_p99 = None;
+        for behaviour in HOSTILE_BEHAVIOURS {
+            let name = behaviour.unwrap_or("none");
+            let config = write_config(dir.path(), &certs, &self.policies(behaviour))?;
+            let mut server = match Server::start(&self.portcullis, &config) {
+                Ok(server) => server,
+                Err(error) => {
+                    // A behaviour the test policy does not know is refused
+                    // at start-up; the other rows are still worth having.
+                    println!("| {name} | did not start: {error} | | | | |");
+                    eprintln!("{name}: portcullis serve did not start: {error}");
+                    continue;
+                }
+            };
+            let target = server.webhook(&certs)?;
+            let normal = self.load(&target, &normal_body, self.connections, Some(self.rate));
+            let hostile = self.load(&target, &hostile_body, self.hostile_connections, None);
+            eprintln!(
+                "{name}: a hostile review: {}",
+                probe(&target, &hostile_body).await
+            );
+            // Warm the server (first instances, connection setup) before
+            // measuring, with both kinds of review.
+            let warm = |load: &Load| Load {
+                duration: Duration::from_secs(1),
+                rate: None,
+                ..load.clone()
+            };
+            let (warm_normal, warm_hostile) =
+                tokio::join!(bounded(&warm(&normal)), bounded(&warm(&hostile)));
+            warm_normal?;
+            if let Err(error) = warm_hostile {
+                eprintln!("{name}: warming with hostile reviews: {error}");
+            }
+            let (normal_report, hostile_report) = tokio::join!(bounded(&normal), bounded(&hostile));
+            let row = HostileRow {
+                normal: normal_report,
+                hostile: Some(hostile_report),
+            };
+            if behaviour.is_none() {
+                baseline_p99 = row
+                    .normal
+                    .as_ref()
+                    .ok()
+                    .map(|report| report.percentile_ms(99.0));
+            }
+            row.print(name, baseline_p99);
+            if behaviour.is_none() {
+                let alone = HostileRow {
+                    normal: bounded(&normal).await,
+                    hostile: None,
+                };
+                alone.print("none, normal reviews alone", baseline_p99);
+            }
+            server.stop();
+        }
+        Ok(())
+    }
+
+    /// The policies for one behaviour: the hostile one (none for the
+    /// baseline), then `pod-security`.
+    fn policies(&self, behaviour: Option<&str>) -> String {
+        let hostile = behaviour.map_or_else(String::new, |behaviour| {
+            format!(
+                "  - name: hostile\n    module: {}\n    settings: {{behaviour: {behaviour}}}\n    timeout: 100ms\n    match: {{namespaces: {{include: [{HOSTILE_NAMESPACE}]}}}}\n",
+                self.test_policy.display()
+            )
+        });
+        format!("policies:\n{hostile}  - name: pod-security\n    module: builtin:pod-security\n")
+    }
+
+    fn load(&self, target: &Target, body: &Bytes, connections: usize, rate: Option<f64>) -> Load {
+        Load {
+            target: target.clone(),
+            method: "POST".into(),
+            path: "/validate".into(),
+            body: body.clone(),
+            status: 200,
+            connections,
+            duration: self.duration,
+            rate,
+        }
+    }
+}
+
+impl HostileRow {
+    /// Prints the table row, and each load's summary to stderr.
+    fn print(&self, name: &str, baseline_p99: Option<f64>) {
+        let (p50, p99, ratio) = match &self.normal {
+            Ok(report) => (
+                format!("{:.2} ms", report.percentile_ms(50.0)),
+                format!("{:.2} ms", report.percentile_ms(99.0)),
+                baseline_p99.filter(|baseline| *baseline > 0.0).map_or_else(
+                    || "—".to_owned(),
+                    |baseline| format!("{:.2}", report.percentile_ms(99.0) / baseline),
+                ),
+            ),
+            Err(error) => (format!("failed: {error}"), "—".into(), "—".into()),
+        };
+        let hostile = match &self.hostile {
+            None => "—".to_owned(),
+            Some(Ok(report)) => format!("{:.0}", report.throughput()),
+            Some(Err(error)) => format!("failed: {error}"),
+        };
+        let errors: u64 = [Some(&self.normal), self.hostile.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|report| report.as_ref().ok())
+            .map(|report| report.errors)
+            .sum();
+        println!("| {name} | {p50} | {p99} | {ratio} | {hostile} | {errors} |");
+        for (load, report) in [
+            ("normal", Some(&self.normal)),
+            ("hostile", self.hostile.as_ref()),
+        ] {
+            match report {
+                Some(Ok(report)) => eprintln!("{name}: {load}: {}", summary(report)),
+                Some(Err(error)) => eprintln!("{name}: {load}: {error}"),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The same review, in another namespace (the request's and the object's).
+fn in_namespace(review: &Bytes, namespace: &str) -> Result<Bytes, Error> {
+    let mut review: serde_json::Value = serde_json::from_slice(review)?;
+    for pointer in ["/request/namespace", "/request/object/metadata/namespace"] {
+        *review
+            .pointer_mut(pointer)
+            .ok_or_else(|| format!("the review has no {pointer}"))? = namespace.into();
+    }
+    Ok(Bytes::from(review.to_string()))
+}
+
+/// Runs a load, giving up [`HANG_GRACE`] after its end.
+async fn bounded(load: &Load) -> Result<Report, Error> {
+    tokio::time::timeout(load.duration + HANG_GRACE, run(load))
+        .await
+        .map_err(|_| {
+            format!(
+                "still waiting for answers {} s after the end",
+                HANG_GRACE.as_secs()
+            )
+        })?
+}
+
+/// What the gateway answers one review, in a line: shows that the hostile
+/// policy saw it, and how it failed.
+async fn probe(target: &Target, body: &Bytes) -> String {
+    let answer = async {
+        let mut connection = Connection::open(target).await?;
+        let (status, answer) = connection.post("/validate", body.clone()).await?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+        let response = &answer["response"];
+        let mut message = response["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some((cut, _)) = message.char_indices().nth(200) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        Ok::<_, Error>(format!(
+            "HTTP {status}, allowed {}, message {message:?}",
+            response["allowed"]
+        ))
+    };
+    match tokio::time::timeout(HANG_GRACE, answer).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(error)) => format!("failed: {error}"),
+        Err(_) => format!("no answer in {} s", HANG_GRACE.as_secs()),
+    }
+}
+
 /// A `portcullis serve` process.
 struct Server {
     child: Child,
@@ -364,6 +690,16 @@ impl Server {
             .ok_or_else(|| format!("unexpected first line from portcullis serve: {line:?}"))?
             .to_owned();
         Ok(Self { child, address })
+    }
+
+    /// The webhook it serves, trusting the CA in `certs`.
+    fn webhook(&self, certs: &Path) -> Result<Target, Error> {
+        let address = self
+            .address
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("not the webhook: {}", self.address))?
+            .parse()?;
+        Target::new(address, "127.0.0.1", &certs.join("ca.crt"))
     }
 
     fn pid(&self) -> u32 {

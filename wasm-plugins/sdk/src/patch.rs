@@ -39,6 +39,11 @@ impl Patch {
         self.push(json!({"op": "remove", "path": path.into()}))
     }
 
+    /// Copies the value at `from` to `path`.
+    pub fn copy(self, from: impl Into<String>, path: impl Into<String>) -> Self {
+        self.push(json!({"op": "copy", "from": from.into(), "path": path.into()}))
+    }
+
     /// Fails the whole patch unless the value at `path` equals `value`.
     pub fn test(self, path: impl Into<String>, value: impl Into<Value>) -> Self {
         self.push(json!({"op": "test", "path": path.into(), "value": value.into()}))

@@ -49,6 +49,28 @@ enum Behaviour {
     /// Deny unless every image carries a verified attestation whose
     /// predicate has `expected` at the JSON Pointer `field`.
     Attested,
+    /// Sleep for an hour (`std::thread::sleep`).
+    Sleep,
+    /// Block on a clock pollable that is due at the end of time.
+    WaitForever,
+    /// Poll a list of an hour's and a day's timers.
+    Poll,
+    /// Sleep in `validate-settings`.
+    SleepInSettings,
+    /// Spin forever in `validate-settings`.
+    LoopInSettings,
+    /// Allow with a patch of 2.5 KB that doubles the object 25 times.
+    PatchBomb,
+    /// Log and print lines that try to pass as the gateway's own.
+    ForgeLog,
+    /// Allow, annotating what the clocks and the random generators say.
+    Clock,
+    /// Allocate `megabytes` MiB, touch it, and allow.
+    Hoard,
+    /// Deny with a message of 40,000 bytes.
+    HugeMessage,
+    /// Deny with a message that carries terminal escapes.
+    Escapes,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -61,6 +83,8 @@ struct Settings {
     field: Option<String>,
     /// The value `field` must have, for `attested`.
     expected: Option<String>,
+    /// How much `hoard` allocates.
+    megabytes: Option<usize>,
 }
 
 struct TestPolicy;
@@ -73,6 +97,13 @@ impl Policy for TestPolicy {
     fn validate_settings(settings: &Settings) -> Result<(), String> {
         match (settings.behaviour, &settings.label) {
             (Behaviour::Label, None) => Err("`label` is required by the label behaviour".into()),
+            (Behaviour::SleepInSettings, _) => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(())
+            }
+            (Behaviour::LoopInSettings, _) => loop {
+                std::hint::black_box(());
+            },
             _ => Ok(()),
         }
     }
@@ -155,6 +186,42 @@ impl Policy for TestPolicy {
                 Verdict::allow().annotate("evaluations", count.to_string())
             }
             Behaviour::Attested => attested(request, settings),
+            Behaviour::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Verdict::deny("slept for an hour")
+            }
+            Behaviour::WaitForever => wait_forever(),
+            Behaviour::Poll => poll_timers(),
+            Behaviour::SleepInSettings | Behaviour::LoopInSettings => Verdict::allow(),
+            Behaviour::PatchBomb => {
+                let mut patch = Patch::new().add(
+                    "/metadata/annotations",
+                    json!({ "bomb": "x".repeat(1024) }),
+                );
+                for index in 0..25 {
+                    patch = patch.copy(
+                        "/metadata/annotations",
+                        format!("/metadata/annotations/copy-{index}"),
+                    );
+                }
+                Verdict::allow().patch(patch)
+            }
+            Behaviour::ForgeLog => {
+                log::error("ok\n2026-12-02T00:00:00.000000Z ERROR forged line policy=pod-security");
+                println!("stdout\rforged\u{0}line\u{1b}[2K");
+                Verdict::allow()
+            }
+            Behaviour::Clock => clock(),
+            Behaviour::Hoard => {
+                let megabytes = settings.megabytes.unwrap_or(1);
+                let hoard = vec![1u8; megabytes << 20];
+                std::hint::black_box(&hoard);
+                Verdict::allow()
+            }
+            Behaviour::HugeMessage => Verdict::deny("x".repeat(40_000)),
+            Behaviour::Escapes => {
+                Verdict::deny("red \u{1b}[31malert\u{1b}[0m\nsecond line").warn("bell\u{7}")
+            }
         }
     }
 }
@@ -199,6 +266,46 @@ fn recurse(depth: u64) -> u64 {
     }
     let frame = std::hint::black_box([depth; 64]);
     recurse(depth + 1) + frame[0]
+}
+
+/// What the clocks and the random generators say, as annotations.
+fn clock() -> Verdict {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut bytes = [0u8; 16];
+    #[cfg(target_arch = "wasm32")]
+    {
+        bytes.copy_from_slice(&wasip2::random::random::get_random_bytes(16));
+    }
+    // std's HashMap seeds itself from the host's randomness.
+    let map: std::collections::HashMap<u8, u8> = (0..16).map(|key| (key, key)).collect();
+    let order: Vec<String> = map.keys().map(|key| key.to_string()).collect();
+    Verdict::allow()
+        .annotate("wall", wall.to_string())
+        .annotate("elapsed", started.elapsed().as_nanos().to_string())
+        .annotate("random", format!("{bytes:?}"))
+        .annotate("hash-order", order.join(","))
+}
+
+/// Blocks on a pollable due at the last instant the clock can name.
+fn wait_forever() -> Verdict {
+    #[cfg(target_arch = "wasm32")]
+    wasip2::clocks::monotonic_clock::subscribe_instant(u64::MAX).block();
+    Verdict::deny("waited until the end of time")
+}
+
+/// Polls an hour's and a day's timers together.
+fn poll_timers() -> Verdict {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let hour = wasip2::clocks::monotonic_clock::subscribe_duration(3_600_000_000_000);
+        let day = wasip2::clocks::monotonic_clock::subscribe_duration(86_400_000_000_000);
+        wasip2::io::poll::poll(&[&hour, &day]);
+    }
+    Verdict::deny("a timer fired")
 }
 
 /// Asks the host for a million stdout handles and keeps them all: each one
