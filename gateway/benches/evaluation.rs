@@ -13,7 +13,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use portcullis::admission::{Pipeline, Request};
 use portcullis::config::Config;
 use portcullis::kubernetes::review;
-use portcullis::policy::{Host, HostOptions, Limits, builtin};
+use portcullis::policy::{Grants, Host, HostOptions, Limits, builtin};
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,6 +28,7 @@ fn cache_dir() -> PathBuf {
 fn host() -> Host {
     Host::new(&HostOptions {
         cache_dir: Some(cache_dir()),
+        ..HostOptions::default()
     })
     .expect("create the host")
 }
@@ -97,6 +98,7 @@ fn pod_security(c: &mut Criterion) {
     let limits = Limits {
         timeout: Duration::from_millis(250),
         memory: 64 << 20,
+        grants: Grants::default(),
     };
     group.bench_function("fresh instance alone", |b| {
         b.iter(|| module.instantiate(limits))

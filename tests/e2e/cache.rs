@@ -71,7 +71,8 @@ fn a_damaged_entry_is_recompiled() {
     let run = check(&cache);
     assert_eq!(run.status, 0, "{run:?}");
     assert!(
-        run.stderr.contains("discarding a cache entry that does not prove its origin"),
+        run.stderr
+            .contains("discarding a cache entry that does not prove its origin"),
         "{}",
         run.stderr
     );
@@ -179,9 +180,9 @@ fn a_swapped_or_forged_entry_is_recompiled_never_run() {
     let swapped = privileged_pod(dir.path(), &cache);
     assert_eq!(swapped.decision()["allowed"], false, "{swapped:?}");
     assert!(
-        swapped
-            .stderr
-            .contains("discarding a cache entry that does not prove its origin (its MAC does not match"),
+        swapped.stderr.contains(
+            "discarding a cache entry that does not prove its origin (its MAC does not match"
+        ),
         "{}",
         swapped.stderr
     );
@@ -198,11 +199,14 @@ fn a_swapped_or_forged_entry_is_recompiled_never_run() {
     std::fs::write(pod_security, &forged).expect("forge");
     let run = privileged_pod(dir.path(), &cache);
     assert_eq!(run.decision()["allowed"], false, "{run:?}");
-    assert!(run.stderr.contains("its MAC does not match"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("its MAC does not match"),
+        "{}",
+        run.stderr
+    );
 
     // An entry others could rewrite is not trusted either.
-    std::fs::set_permissions(pod_security, std::fs::Permissions::from_mode(0o666))
-        .expect("chmod");
+    std::fs::set_permissions(pod_security, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let run = privileged_pod(dir.path(), &cache);
     assert!(
         run.stderr.contains("others may read or write it"),

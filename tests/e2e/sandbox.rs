@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{Run, config, eval_json, portcullis, portcullis_with, request, scratch, test_policy};
+use crate::support::{
+    Run, config, eval_json, portcullis, portcullis_with, request, scratch, test_policy,
+};
 use crate::webhook_support::{Server, pod_review, yaml};
 
 /// `test` with `behaviour` (and `extra` lines under it), then the baseline
@@ -84,11 +86,7 @@ fn a_patch_that_doubles_the_object_is_refused() {
     );
     assert!(decision["patch"].is_null(), "{decision}");
     // The operation count is bounded too, by the configuration.
-    let (test, _) = evaluate(
-        "patch-bomb",
-        "",
-        "sandbox:\n  max_patch_operations: 10\n",
-    );
+    let (test, _) = evaluate("patch-bomb", "", "sandbox:\n  max_patch_operations: 10\n");
     assert!(
         message(&test).contains("26 operations, more than the limit of 10"),
         "{test}"
@@ -168,7 +166,10 @@ fn clocks_and_randomness_are_the_same_in_every_evaluation() {
     };
     let (first, second) = annotations("");
     assert_eq!(first, second, "two evaluations, one answer");
-    assert_eq!(first["wall"], "0", "the wall clock reads the epoch: {first}");
+    assert_eq!(
+        first["wall"], "0",
+        "the wall clock reads the epoch: {first}"
+    );
     assert_eq!(first["elapsed"], "0", "time does not pass: {first}");
     let (again, _) = annotations("");
     assert_eq!(first, again, "and the same in another process");
@@ -179,7 +180,10 @@ fn clocks_and_randomness_are_the_same_in_every_evaluation() {
         .and_then(|wall| wall.parse().ok())
         .expect("a number");
     assert!(wall > 1_700_000_000 * 1_000_000_000, "{granted}");
-    assert_eq!(granted["random"], first["random"], "randomness stays seeded");
+    assert_eq!(
+        granted["random"], first["random"],
+        "randomness stays seeded"
+    );
 }
 
 #[test]
@@ -278,7 +282,10 @@ fn evaluations_in_flight_share_one_memory_budget() {
             .unwrap_or_else(|| panic!("no {name} in {metrics}"))
     };
     assert_eq!(sample("portcullis_sandbox_memory_budget_bytes"), 128 << 20);
-    assert!(sample("portcullis_sandbox_memory_waits_total") > 0, "{metrics}");
+    assert!(
+        sample("portcullis_sandbox_memory_waits_total") > 0,
+        "{metrics}"
+    );
     assert_eq!(sample("portcullis_sandbox_memory_refusals_total"), 0);
     assert_eq!(sample("portcullis_sandbox_memory_reserved_bytes"), 0);
     let peak = peak_memory(server.pid());

@@ -389,10 +389,11 @@ fn health_readiness_and_metrics() {
 #[test]
 fn every_review_is_answered_within_the_api_servers_timeout() {
     // Two policies that would each run for 5 s, under a 1 s webhook timeout:
-    // the first is stopped when the review's budget runs out, the second
-    // finds no time left, and each counts as its on_error says.
+    // each gets an equal share of the review's budget and is stopped at it.
+    // That is the gateway running out of time, not the policies failing, so
+    // the review is denied whatever their on_error says.
     let policy = test_policy().display().to_string();
-    for (on_error, allowed) in [("deny", false), ("allow", true)] {
+    for on_error in ["deny", "allow"] {
         let server = Server::start(
             &format!(
                 "  - {{name: slow, module: {policy}, settings: {{behaviour: loop}}, timeout: 5s, on_error: {on_error}}}\n  - {{name: slower, module: {policy}, settings: {{behaviour: loop}}, timeout: 5s, on_error: {on_error}}}\n"
@@ -401,16 +402,14 @@ fn every_review_is_answered_within_the_api_servers_timeout() {
         );
         let mut client = server.connect();
         let response = client.review("/validate", &pod_review(yaml(&request("nginx-pod.yaml"))));
-        assert_eq!(response["allowed"], allowed, "{on_error}: {response}");
-        if !allowed {
-            let message = message(&response);
+        assert_eq!(response["allowed"], false, "{on_error}: {response}");
+        let message = message(&response);
+        for name in ["slow", "slower"] {
             assert!(
-                message.contains("slow: policy failed: policy ran past its deadline"),
-                "{message}"
-            );
-            assert!(
-                message.contains("slower: policy failed: no time was left in the review's budget"),
-                "{message}"
+                message.contains(&format!(
+                    "{name}: policy failed: policy was stopped at its"
+                )),
+                "{on_error}: {message}"
             );
         }
     }

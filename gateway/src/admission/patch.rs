@@ -177,7 +177,10 @@ mod tests {
             limits(1 << 20),
         )
         .expect_err("refused");
-        assert!(error.contains("larger than the limit of 1048576 bytes"), "{error}");
+        assert!(
+            error.contains("larger than the limit of 1048576 bytes"),
+            "{error}"
+        );
         // Stopped within a doubling of the limit, not at 32 GB.
         assert!(object.to_string().len() < 2 << 20);
     }
@@ -188,9 +191,17 @@ mod tests {
             .map(|index| serde_json::json!({"op": "add", "path": format!("/k{index}"), "value": 1}))
             .collect();
         let mut object = serde_json::json!({});
-        let error = apply(&mut object, 2, &patch(Value::Array(operations)), limits(1 << 20))
-            .expect_err("refused");
-        assert!(error.contains("101 operations, more than the limit of 100"), "{error}");
+        let error = apply(
+            &mut object,
+            2,
+            &patch(Value::Array(operations)),
+            limits(1 << 20),
+        )
+        .expect_err("refused");
+        assert!(
+            error.contains("101 operations, more than the limit of 100"),
+            "{error}"
+        );
         assert_eq!(object, serde_json::json!({}));
     }
 

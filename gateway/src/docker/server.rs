@@ -1004,10 +1004,18 @@ impl Session {
         // With verification, the images are verified first and the body
         // forwarded is pinned to their digests (the decision's patch).
         let decision = match &self.proxy.verifier {
-            Some(verifier) => verifier
-                .admit(admission, true, None, self.proxy.pipeline.patch_limits(), decide)
-                .await?
-                .0,
+            Some(verifier) => {
+                verifier
+                    .admit(
+                        admission,
+                        true,
+                        None,
+                        self.proxy.pipeline.patch_limits(),
+                        decide,
+                    )
+                    .await?
+                    .0
+            }
             None => decide(Arc::new(admission)).await?,
         };
         if !decision.allowed {

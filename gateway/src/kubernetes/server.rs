@@ -17,9 +17,10 @@
 //!    `/mutate` pinned to their digests;
 //! 6. the pipeline, off the async threads (evaluation is CPU work) and
 //!    within the review's time budget: every policy's deadline is clipped
-//!    to what is left, so the answer always comes before the API server
-//!    gives up; should the evaluation not even start in time, every policy
-//!    counts as having run out of time and its `on_error` decides;
+//!    to its equal share of what is left, so the answer always comes before
+//!    the API server gives up and no policy can spend another's time; a
+//!    policy stopped at its share, or left without time (the evaluation did
+//!    not even start in time), fails closed whatever its `on_error` says;
 //! 7. the AdmissionReview response, and the metrics.
 
 use std::convert::Infallible;
@@ -146,7 +147,13 @@ impl Webhook {
             Some(verifier) => {
                 let pin = phase == Phase::Mutating;
                 verifier
-                    .admit(request, pin, Some(deadline), self.pipeline.patch_limits(), evaluate)
+                    .admit(
+                        request,
+                        pin,
+                        Some(deadline),
+                        self.pipeline.patch_limits(),
+                        evaluate,
+                    )
                     .await
             }
             None => evaluate(Arc::new(request))
@@ -179,7 +186,7 @@ impl Webhook {
         match tokio::time::timeout_at((deadline + SAFETY_MARGIN).into(), evaluation).await {
             Ok(Ok(decision)) => decision,
             // Queued past the budget (or the evaluation thread died): every
-            // policy is out of time, and its `on_error` decides.
+            // policy is out of time, which denies.
             _ => {
                 tracing::warn!(
                     uid = request.uid,

@@ -36,8 +36,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use self::budget::{BudgetUse, MemoryBudget};
 pub use self::cache::CacheError;
-pub use self::compile::{CompileError, Compiler, worker_main};
 use self::cache::CompileCache;
+pub use self::compile::{CompileError, Compiler, worker_main};
 use self::sandbox::WaitRefused;
 use self::store::EvalState;
 use crate::sha256_hex;
@@ -756,7 +756,10 @@ mod tests {
             ..verdict()
         })
         .expect("valid");
-        assert_eq!(checked.message.as_deref(), Some("one\n\\u{1b}[31mtwo    three"));
+        assert_eq!(
+            checked.message.as_deref(),
+            Some("one\n\\u{1b}[31mtwo    three")
+        );
         assert_eq!(checked.warnings, ["a\\u{a}b"]);
     }
 

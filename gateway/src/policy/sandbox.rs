@@ -62,7 +62,11 @@ impl FixedWallClock {
     /// once: time does not pass during an evaluation).
     pub(crate) fn new(granted: bool) -> Self {
         let now = granted
-            .then(|| SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok())
+            .then(|| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+            })
             .flatten();
         Self(now.unwrap_or_default())
     }
@@ -229,8 +233,7 @@ fn alarm_pollable(
 /// Whether `pollable` is ready, asked once, without waiting. Every pollable
 /// of the sandbox answers on the first poll, and none needs a runtime.
 fn is_ready(table: &mut ResourceTable, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
-    let borrowed = Resource::new_borrow(pollable.rep());
-    poll_once(HostPollable::ready(table, borrowed)).unwrap_or(Ok(false))
+    poll_once(HostPollable::ready(table, pollable)).unwrap_or(Ok(false))
 }
 
 /// Polls `future` once with a waker that does nothing.

@@ -124,7 +124,10 @@ pub(crate) fn link_log(linker: &mut Linker<EvalState>) -> wasmtime::Result<()> {
         "log",
         |store: StoreContextMut<'_, EvalState>, (level, message): (log::Level, WasmStr)| {
             let message = message.to_str(&store)?;
-            store.data().log.write(Stream::Log(level), message.as_bytes());
+            store
+                .data()
+                .log
+                .write(Stream::Log(level), message.as_bytes());
             Ok(())
         },
     )

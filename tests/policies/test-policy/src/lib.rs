@@ -194,10 +194,8 @@ impl Policy for TestPolicy {
             Behaviour::Poll => poll_timers(),
             Behaviour::SleepInSettings | Behaviour::LoopInSettings => Verdict::allow(),
             Behaviour::PatchBomb => {
-                let mut patch = Patch::new().add(
-                    "/metadata/annotations",
-                    json!({ "bomb": "x".repeat(1024) }),
-                );
+                let mut patch =
+                    Patch::new().add("/metadata/annotations", json!({ "bomb": "x".repeat(1024) }));
                 for index in 0..25 {
                     patch = patch.copy(
                         "/metadata/annotations",
@@ -275,11 +273,10 @@ fn clock() -> Verdict {
         .map(|since| since.as_nanos())
         .unwrap_or_default();
     let started = std::time::Instant::now();
-    let mut bytes = [0u8; 16];
     #[cfg(target_arch = "wasm32")]
-    {
-        bytes.copy_from_slice(&wasip2::random::random::get_random_bytes(16));
-    }
+    let bytes = wasip2::random::random::get_random_bytes(16);
+    #[cfg(not(target_arch = "wasm32"))]
+    let bytes = vec![0u8; 16];
     // std's HashMap seeds itself from the host's randomness.
     let map: std::collections::HashMap<u8, u8> = (0..16).map(|key| (key, key)).collect();
     let order: Vec<String> = map.keys().map(|key| key.to_string()).collect();
