@@ -495,13 +495,19 @@ impl HostileSuite {
         for behaviour in HOSTILE_BEHAVIOURS {
             let name = behaviour.unwrap_or("none");
             let config = write_config(dir.path(), &certs, &self.policies(behaviour))?;
-            let mut server = match Server::start(&self.portcullis, &config) {
+            // A failing policy is logged once per review, thousands of lines
+            // a second: to a file, as a deployment would collect them, not
+            // over the table and the summaries.
+            let log = dir.path().join(format!("{name}.log"));
+            let stderr = Stdio::from(std::fs::File::create(&log)?);
+            let mut server = match Server::start_with_stderr(&self.portcullis, &config, stderr) {
                 Ok(server) => server,
                 Err(error) => {
                     // A behaviour the test policy does not know is refused
                     // at start-up; the other rows are still worth having.
                     println!("| {name} | did not start: {error} | | | | |");
                     eprintln!("{name}: portcullis serve did not start: {error}");
+                    eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
                     continue;
                 }
             };
@@ -519,8 +525,9 @@ impl HostileSuite {
                 rate: None,
                 ..load.clone()
             };
+            let (warm_normal, warm_hostile) = (warm(&normal), warm(&hostile));
             let (warm_normal, warm_hostile) =
-                tokio::join!(bounded(&warm(&normal)), bounded(&warm(&hostile)));
+                tokio::join!(bounded(&warm_normal), bounded(&warm_hostile));
             warm_normal?;
             if let Err(error) = warm_hostile {
                 eprintln!("{name}: warming with hostile reviews: {error}");
@@ -546,6 +553,12 @@ impl HostileSuite {
                 alone.print("none, normal reviews alone", baseline_p99);
             }
             server.stop();
+            let logged = std::fs::read_to_string(&log)?;
+            eprintln!(
+                "{name}: the server logged {} lines, the first: {:?}",
+                logged.lines().count(),
+                logged.lines().next().unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -675,10 +688,16 @@ struct Server {
 
 impl Server {
     fn start(portcullis: &Path, config: &Path) -> Result<Self, Error> {
+        Self::start_with_stderr(portcullis, config, Stdio::inherit())
+    }
+
+    /// The same, with the server's log (its stderr) sent to `stderr`.
+    fn start_with_stderr(portcullis: &Path, config: &Path, stderr: Stdio) -> Result<Self, Error> {
         let mut child = Command::new(portcullis)
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .map_err(|error| format!("cannot run {}: {error}", portcullis.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
