@@ -8,6 +8,14 @@
 //! dropped, however it ended. When the budget is spent, an evaluation waits
 //! for another to finish, within its own deadline, and fails if none does
 //! in time. Waits and refusals are counted for the metrics.
+//!
+//! Time on the cores is shared the same way. Nearly every evaluation ends
+//! within a millisecond; one still running after its grace period
+//! ([`super::LONG_RUNNING_AFTER`]) must hold a [`CoreSlot`] to go on, and
+//! there are half as many as cores (at least one). Long evaluations
+//! together, a spinning policy's included, can thus take at most half of
+//! the machine, and the short ones of every other request always find a
+//! core; a long evaluation that finds no slot waits, within its deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -112,6 +120,61 @@ impl MemoryBudget {
     }
 }
 
+/// The cores long-running evaluations may use together.
+#[derive(Debug)]
+pub(crate) struct CoreShare {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A core held by a long-running evaluation, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct CoreSlot(Arc<CoreShare>);
+
+impl CoreShare {
+    /// Half of this machine's cores, at least one.
+    pub(crate) fn half_of_the_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new((cores / 2).max(1))
+    }
+
+    fn new(slots: usize) -> Self {
+        Self {
+            free: Mutex::new(slots),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A slot, waiting until `until` at the latest.
+    pub(crate) fn acquire(self: &Arc<Self>, until: Instant) -> Option<CoreSlot> {
+        let mut free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *free == 0 {
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            free = self
+                .freed
+                .wait_timeout(free, until - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Some(CoreSlot(self.clone()))
+    }
+}
+
+impl Drop for CoreSlot {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut left = self.budget.lock();
@@ -159,6 +222,15 @@ mod tests {
         // More than the whole budget never fits, and is not a wait.
         assert!(budget.reserve(101, Instant::now()).is_none());
         assert_eq!(budget.usage().waits, 1);
+    }
+
+    #[test]
+    fn long_evaluations_take_turns_on_their_cores() {
+        let share = Arc::new(CoreShare::new(1));
+        let first = share.acquire(Instant::now()).expect("free");
+        assert!(share.acquire(Instant::now()).is_none(), "all taken");
+        drop(first);
+        assert!(share.acquire(Instant::now()).is_some(), "given back");
     }
 
     #[test]

@@ -32,8 +32,12 @@ use std::time::{Duration, Instant};
 use std::borrow::Cow;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
+use self::budget::CoreShare;
 pub use self::budget::{BudgetUse, MemoryBudget};
 pub use self::cache::CacheError;
 use self::cache::CompileCache;
@@ -46,6 +50,10 @@ use bindings::{Policy, PolicyPre};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// How long an evaluation runs before it counts as long-running and must
+/// take its turn on the cores long evaluations share (see [`budget`]).
+pub const LONG_RUNNING_AFTER: Duration = Duration::from_millis(5);
 
 /// The most memory a policy may be given; the pooling allocator sizes its
 /// slots for it.
@@ -275,6 +283,7 @@ pub struct Host {
     cache: Option<CompileCache>,
     ticker: Arc<EpochTicker>,
     budget: Arc<MemoryBudget>,
+    cores: Arc<CoreShare>,
     max_module_size: u64,
     compiler: Compiler,
 }
@@ -302,6 +311,7 @@ impl Host {
                 options.memory_budget,
                 MAX_CONCURRENT_INSTANCES,
             )),
+            cores: Arc::new(CoreShare::half_of_the_machine()),
             max_module_size: options.max_module_size,
             compiler: options.compiler.clone(),
         })
@@ -336,6 +346,7 @@ impl Host {
             digest,
             pre,
             budget: self.budget.clone(),
+            cores: self.cores.clone(),
             _ticker: self.ticker.clone(),
         })
     }
@@ -390,6 +401,7 @@ pub struct Module {
     digest: String,
     pre: PolicyPre<EvalState>,
     budget: Arc<MemoryBudget>,
+    cores: Arc<CoreShare>,
     /// Deadlines need the epoch to keep advancing for as long as a module
     /// can run, even after the [`Host`] that loaded it is gone.
     _ticker: Arc<EpochTicker>,
@@ -475,8 +487,25 @@ impl Module {
         let state = EvalState::new(self.name.clone(), memory, limits.grants);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        store.set_epoch_deadline(deadline_ticks(left));
-        store.epoch_deadline_trap();
+        // The first deadline is the end of the grace period; from there the
+        // evaluation goes on only with a core of the long-running share,
+        // and stops at its own deadline.
+        let deadline = Instant::now() + left;
+        store.set_epoch_deadline(deadline_ticks(left.min(LONG_RUNNING_AFTER)));
+        let cores = self.cores.clone();
+        store.epoch_deadline_callback(move |mut state| {
+            if Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if state.data().core.is_none() {
+                match cores.acquire(deadline) {
+                    Some(core) => state.data_mut().core = Some(core),
+                    None => return Ok(UpdateDeadline::Interrupt),
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            Ok(UpdateDeadline::Continue(deadline_ticks(left)))
+        });
         // What one call may copy out of the guest (a verdict's strings and
         // lists, or a log message), counted as it is read and refused
         // before the copy when over.

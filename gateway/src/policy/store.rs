@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Grants;
+use super::budget::CoreSlot;
 use super::bindings::log;
 use super::sandbox::{
     FixedWallClock, INSECURE_RANDOM_SEED, MAX_RANDOM_BYTES, SeededRandom, StoppedClock,
@@ -40,6 +41,9 @@ pub(crate) struct EvalState {
     /// failed call to report the failure as out-of-memory.
     pub(crate) memory_exceeded: bool,
     pub(crate) log: LogSink,
+    /// The core of the long-running share, once the evaluation has run
+    /// past its grace period; given back with the store.
+    pub(crate) core: Option<CoreSlot>,
 }
 
 impl EvalState {
@@ -72,6 +76,7 @@ impl EvalState {
             memory_used: 0,
             memory_exceeded: false,
             log,
+            core: None,
         }
     }
 }
