@@ -270,6 +270,29 @@ fn a_compile_bomb_is_stopped_at_its_budget() {
 }
 
 #[test]
+fn a_compile_bomb_is_stopped_at_its_memory_budget() {
+    let dir = scratch();
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb, compile_bomb(100_000)).expect("write the bomb");
+    let config = config(
+        dir.path(),
+        &format!(
+            "sandbox:\n  compile_timeout: 5m\n  compile_memory: 256MiB\npolicies:\n  - {{name: bomb, module: {}}}\n",
+            bomb.display()
+        ),
+    );
+    let run = check_with(&config, &dir.path().join("cache"));
+    assert_eq!(run.status, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "compiling the module needed more than 268435456 bytes of memory (sandbox.compile_memory)"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_module_over_the_size_limit_is_refused_unread() {
     let dir = scratch();
     let large = dir.path().join("large.wasm");
