@@ -406,9 +406,7 @@ fn every_review_is_answered_within_the_api_servers_timeout() {
         let message = message(&response);
         for name in ["slow", "slower"] {
             assert!(
-                message.contains(&format!(
-                    "{name}: policy failed: policy was stopped at its"
-                )),
+                message.contains(&format!("{name}: policy failed: policy was stopped at its")),
                 "{on_error}: {message}"
             );
         }

@@ -268,14 +268,14 @@ impl Pipeline {
         // past a policy listed before it; a patch they still want must change
         // nothing, or the mutations do not settle and that is a failure.
         if let Some(last_change) = last_change {
-            let mut again: Vec<(&&LoadedPolicy, &mut (Outcome, Duration))> = matching
+            let mut rejudged: Vec<(&&LoadedPolicy, &mut (Outcome, Duration))> = matching
                 .iter()
                 .zip(&mut judged)
                 .take(last_change + 1)
                 .filter(|(_, (outcome, _))| !matches!(outcome, Outcome::Failed(_)))
                 .collect();
-            let runs = again.len();
-            for (index, (policy, (outcome, took))) in again.iter_mut().enumerate() {
+            let runs = rejudged.len();
+            for (index, (policy, (outcome, took))) in rejudged.iter_mut().enumerate() {
                 let (again, more) = policy.judge(&current, share(deadline, runs - index));
                 *took += more;
                 *outcome = match patch_to_apply(policy, &again)
@@ -509,5 +509,27 @@ impl Merge {
             patch: (allowed && !operations.is_empty()).then_some(json_patch::Patch(operations)),
             policies: self.outcomes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_policy_gets_an_equal_share_of_what_is_left() {
+        assert_eq!(share(None, 3), None, "no budget, no share");
+        let third = share(Some(Instant::now() + Duration::from_secs(3)), 3).expect("a share");
+        assert!(third <= Duration::from_secs(1) && third > Duration::from_millis(900));
+        let last = share(Some(Instant::now() + Duration::from_secs(1)), 1).expect("a share");
+        assert!(
+            last > Duration::from_millis(900),
+            "the last one gets the rest"
+        );
+        assert_eq!(
+            share(Some(Instant::now()), 2),
+            Some(Duration::ZERO),
+            "nothing left"
+        );
     }
 }

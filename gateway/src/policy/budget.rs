@@ -147,7 +147,10 @@ impl CoreShare {
 
     /// A slot, waiting until `until` at the latest.
     pub(crate) fn acquire(self: &Arc<Self>, until: Instant) -> Option<CoreSlot> {
-        let mut free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         while *free == 0 {
             let now = Instant::now();
             if now >= until {

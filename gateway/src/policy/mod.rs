@@ -23,13 +23,12 @@ mod compile;
 pub mod sandbox;
 mod store;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use std::borrow::Cow;
 
 use wasmtime::component::Linker;
 use wasmtime::{
@@ -63,8 +62,7 @@ pub const MAX_MEMORY: u64 = 1 << 30;
 /// wait for a slot within their deadline, as for the memory budget.
 const MAX_CONCURRENT_INSTANCES: u32 = 256;
 
-/// Bounds on what a verdict may carry back to a client, checked before
-/// anything is copied out of the policy's memory.
+/// Bounds on what a verdict may carry back to a client.
 const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 const MAX_WARNINGS: usize = 64;
 const MAX_WARNING_BYTES: usize = 4 * 1024;

@@ -11,8 +11,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Grants;
-use super::budget::CoreSlot;
 use super::bindings::log;
+use super::budget::CoreSlot;
 use super::sandbox::{
     FixedWallClock, INSECURE_RANDOM_SEED, MAX_RANDOM_BYTES, SeededRandom, StoppedClock,
 };
