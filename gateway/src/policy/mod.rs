@@ -51,8 +51,8 @@ use bindings::{Policy, PolicyPre};
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// How long an evaluation runs before it counts as long-running and must
-/// take its turn on the cores long evaluations share (see [`budget`]).
-pub const LONG_RUNNING_AFTER: Duration = Duration::from_millis(5);
+/// take its turn on the cores long evaluations share (see `budget`).
+const LONG_RUNNING_AFTER: Duration = Duration::from_millis(5);
 
 /// The most memory a policy may be given; the pooling allocator sizes its
 /// slots for it.
