@@ -3,6 +3,7 @@
 //! real OCI registry for image verification.
 
 mod docker_support;
+mod kube_support;
 mod registry_support;
 mod support;
 mod webhook_support;
@@ -17,6 +18,7 @@ mod docker_engine_bypass;
 mod eval;
 mod hostile;
 mod image_admission;
+mod kubernetes;
 mod malformed;
 mod sandbox;
 mod spellings;

@@ -629,14 +629,31 @@ fn the_manifests_pass_strict_schema_validation() {
     );
     let excluded = &webhook["namespaceSelector"]["matchExpressions"][0]["values"];
     assert_eq!(*excluded, json!(["admission", "kube-system"]));
-    // pod-security matches everything; the custom policy adds nothing new;
-    // the Docker-only policy adds no rule.
+    // pod-security is sent the workloads it judges, not every write; the
+    // custom policy adds its own kinds; the Docker-only policy adds no rule.
     let rules = webhook["rules"].as_array().expect("rules");
     assert!(
-        rules
-            .iter()
-            .any(|rule| rule["resources"] == json!(["*", "*/*"])),
+        rules.iter().any(|rule| rule["apiGroups"] == json!([""])
+            && rule["resources"]
+                == json!([
+                    "pods",
+                    "pods/ephemeralcontainers",
+                    "pods/exec",
+                    "pods/attach",
+                    "replicationcontrollers"
+                ])),
         "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|rule| rule["apiGroups"] == json!(["batch"])
+            && rule["resources"] == json!(["jobs", "cronjobs"])),
+        "{rules:?}"
+    );
+    assert!(
+        !rules
+            .iter()
+            .any(|rule| rule["resources"].to_string().contains("\"*")),
+        "no rule for every resource: {rules:?}"
     );
     assert!(
         rules

@@ -127,6 +127,11 @@ enum Command {
         /// Directory written by `portcullis certs`.
         #[arg(long)]
         certs: PathBuf,
+        /// Register a gateway running outside the cluster at this address
+        /// (`https://host:port`, which its certificate must name): print
+        /// only the webhook configurations, pointing there.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Compiles one policy module from stdin within a memory limit (run by
     /// the gateway itself, to bound what a compilation may cost).
@@ -189,12 +194,14 @@ pub fn run(cli: Cli) -> ExitCode {
             name,
             image,
             certs,
+            url,
         } => manifests::generate(&manifests::Options {
             config,
             namespace,
             name,
             image,
             certs,
+            url,
         })
         .map(|yaml| {
             print!("{yaml}");

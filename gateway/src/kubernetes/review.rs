@@ -198,6 +198,30 @@ pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
 /// Longest audit annotation key the API server accepts (a label name).
 const MAX_ANNOTATION_KEY: usize = 63;
 
+/// The `metav1.StatusReason` the API server and kubectl show for an HTTP
+/// status (`Error from server (Forbidden): …`), as the apiserver's own
+/// `NewForbidden` and friends set it; empty for a code with no reason.
+fn status_reason(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        406 => "NotAcceptable",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "RequestEntityTooLarge",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "",
+    }
+}
+
 /// The AdmissionReview answering the request of `uid`: the uid echoed, the
 /// verdict, every reason of a denial in `status.message`, the warnings, the
 /// audit annotations of each policy (as `<policy>.<key>`, and `dry-run`
@@ -217,7 +241,9 @@ pub fn response(
         response.insert(
             "status".into(),
             json!({
+                "status": "Failure",
                 "code": decision.code,
+                "reason": status_reason(decision.code),
                 "message": decision.message.as_deref().unwrap_or("denied"),
             }),
         );

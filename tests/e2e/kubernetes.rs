@@ -1,0 +1,135 @@
+//! The webhook against a real API server (`kube-apiserver` v1.20.2 and
+//! Debian's etcd, see `kube_support`): what `portcullis manifests` prints
+//! is accepted by it, and a gateway registered out of cluster judges what
+//! kubectl sends, with the answers kubectl shows a person.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::kube_support::{ControlPlane, Kubectl};
+use crate::support::request;
+use crate::webhook_support::Server;
+
+/// `portcullis manifests` with `args`, for the configuration and
+/// certificates in `dir`.
+fn manifests(config: &Path, certs: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("manifests")
+        .arg("--config")
+        .arg(config)
+        .arg("--certs")
+        .arg(certs)
+        .args(args)
+        .output()
+        .expect("run portcullis manifests");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn file(name: &str) -> String {
+    std::fs::read_to_string(request(name)).expect("read the request")
+}
+
+#[test]
+fn the_api_server_accepts_every_manifest_it_serves_the_kind_of() {
+    let plane = ControlPlane::start();
+    let server = Server::start(
+        "  - {name: pod-security, module: builtin:pod-security}\n",
+        "",
+    );
+    let yaml = manifests(
+        &server.dir.path().join("portcullis.yaml"),
+        &server.certs(),
+        &["--namespace", "admission"],
+    );
+    // A dry run creates nothing, so the namespaced objects need their
+    // namespace to exist first.
+    let created = plane.kubectl(&["create", "namespace", "admission"], None);
+    assert!(created.success, "{created:?}");
+    let applied = plane.apply(&yaml, &["--dry-run=server"]);
+    for object in [
+        "namespace/admission",
+        "serviceaccount/portcullis",
+        "configmap/portcullis-config",
+        "secret/portcullis-tls",
+        "deployment.apps/portcullis",
+        "service/portcullis",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/portcullis.admission",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/portcullis.admission",
+    ] {
+        assert!(
+            applied.stdout.contains(&format!("{object} ")),
+            "{object} accepted: {applied:?}"
+        );
+    }
+    // 1.20 serves PodDisruptionBudgets as policy/v1beta1 only: that one
+    // kind is the single refusal.
+    let refusals: Vec<&str> = applied
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error"))
+        .collect();
+    assert!(
+        refusals
+            .iter()
+            .all(|line| line.contains("PodDisruptionBudget") && line.contains("policy/v1")),
+        "{applied:?}"
+    );
+}
+
+/// A gateway with `policies`, registered with `plane` out of cluster, once
+/// the API server sends it reviews.
+fn registered(plane: &ControlPlane, policies: &str) -> Server {
+    let server = Server::start(policies, "");
+    let url = format!("https://{}", server.address);
+    let yaml = manifests(
+        &server.dir.path().join("portcullis.yaml"),
+        &server.certs(),
+        &["--url", &url],
+    );
+    let applied = plane.apply(&yaml, &[]);
+    assert!(applied.success, "{applied:?}");
+    // The API server picks new webhook configurations up shortly after
+    // they are stored: wait until a dry run is judged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = plane.apply(&file("privileged-pod.yaml"), &["--dry-run=server"]);
+        if probe.stderr.contains("denied the request") {
+            return server;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook was never called: {probe:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kubectl_shows_a_denial_as_upstream_pod_security_does() {
+    let plane = ControlPlane::start();
+    let _server = registered(
+        &plane,
+        "  - {name: pod-security, module: builtin:pod-security}\n",
+    );
+    let denied: Kubectl = plane.apply(&file("privileged-pod.yaml"), &[]);
+    assert!(!denied.success, "{denied:?}");
+    // The mutating webhook is asked first, and denies with the same words.
+    assert!(
+        denied.stderr.contains(
+            "Error from server (Forbidden): error when creating \"STDIN\": admission webhook \"mutate.portcullis.dev\" denied the request: pod-security: violates PodSecurity \"baseline:latest\": privileged (container \"nginx\" must not set securityContext.privileged=true)"
+        ),
+        "{}",
+        denied.stderr
+    );
+    let stored = plane.kubectl(&["get", "pod", "privileged"], None);
+    assert!(!stored.success, "nothing stored: {stored:?}");
+
+    let allowed = plane.apply(&file("nginx-pod.yaml"), &[]);
+    assert!(allowed.success, "{allowed:?}");
+    assert!(allowed.stdout.contains("pod/nginx created"), "{allowed:?}");
+}
