@@ -133,3 +133,137 @@ fn kubectl_shows_a_denial_as_upstream_pod_security_does() {
     assert!(allowed.success, "{allowed:?}");
     assert!(allowed.stdout.contains("pod/nginx created"), "{allowed:?}");
 }
+
+/// A pod template of one container, privileged or not, as YAML lines
+/// indented by `indent` spaces.
+fn template(indent: usize, privileged: bool) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "{pad}metadata:\n{pad}  labels: {{app: web}}\n{pad}spec:\n{pad}  restartPolicy: {restart}\n{pad}  containers:\n{pad}    - name: web\n{pad}      image: nginx:1.27\n{pad}      securityContext: {{privileged: {privileged}}}\n",
+        restart = "Always",
+    )
+}
+
+/// `kind` (`group/version` `apiVersion`) named `web`, owning a privileged
+/// pod template; CronJob is `batch/v1beta1` on 1.20.
+fn workload(api_version: &str, kind: &str) -> String {
+    let selector = "  selector:\n    matchLabels: {app: web}\n";
+    match kind {
+        "ReplicationController" => format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  template:\n{}",
+            template(4, true)
+        ),
+        "Job" => format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: web}}\nspec:\n  template:\n{}",
+            template(4, true).replace("Always", "Never")
+        ),
+        "CronJob" => format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: web}}\nspec:\n  schedule: \"* * * * *\"\n  jobTemplate:\n    spec:\n      template:\n{}",
+            template(8, true).replace("Always", "Never")
+        ),
+        "StatefulSet" => format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: web}}\nspec:\n  serviceName: web\n{selector}  template:\n{}",
+            template(4, true)
+        ),
+        _ => format!(
+            "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: web}}\nspec:\n{selector}  template:\n{}",
+            template(4, true)
+        ),
+    }
+}
+
+#[test]
+fn every_pod_owning_kind_is_judged_through_the_api_server() {
+    let plane = ControlPlane::start();
+    let _server = registered(
+        &plane,
+        "  - {name: pod-security, module: builtin:pod-security}\n",
+    );
+    for (api_version, kind) in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("batch/v1", "Job"),
+        ("batch/v1beta1", "CronJob"),
+        ("v1", "ReplicationController"),
+    ] {
+        let denied = plane.apply(&workload(api_version, kind), &[]);
+        assert!(!denied.success, "{kind}: {denied:?}");
+        assert!(
+            denied.stderr.contains("Error from server (Forbidden)")
+                && denied.stderr.contains(
+                    "privileged (container \"web\" must not set securityContext.privileged=true)"
+                ),
+            "{kind}: {}",
+            denied.stderr
+        );
+        // Not privileged, the same object is stored.
+        let allowed = plane.apply(
+            &workload(api_version, kind).replace("privileged: true", "privileged: false"),
+            &[],
+        );
+        assert!(allowed.success, "{kind}: {allowed:?}");
+    }
+}
+
+#[test]
+fn warnings_patches_dry_runs_and_updates_go_through_kubectl() {
+    let plane = ControlPlane::start();
+    let test = crate::support::test_policy().display().to_string();
+    let _server = registered(
+        &plane,
+        &format!(
+            "  - {{name: pod-security, module: builtin:pod-security}}\n  - {{name: restricted, module: builtin:pod-security, settings: {{level: restricted}}, mode: warn}}\n  - {{name: label, module: {test}, settings: {{behaviour: label, label: checked}}}}\n"
+        ),
+    );
+
+    // A warning is printed by kubectl; the patch is applied by the API
+    // server and stored.
+    let created = plane.apply(&file("nginx-pod.yaml"), &[]);
+    assert!(created.success, "{created:?}");
+    assert!(
+        created
+            .stderr
+            .contains("Warning: restricted: violates PodSecurity \"restricted:latest\""),
+        "{}",
+        created.stderr
+    );
+    let stored = plane.kubectl(
+        &["get", "pod", "nginx", "-o", "jsonpath={.metadata.labels}"],
+        None,
+    );
+    assert!(stored.stdout.contains("\"checked\":\"true\""), "{stored:?}");
+
+    // A dry run is judged like any request, and stores nothing.
+    let dry = plane.apply(&file("privileged-pod.yaml"), &["--dry-run=server"]);
+    assert!(dry.stderr.contains("denied the request"), "{dry:?}");
+    let absent = plane.kubectl(&["get", "pod", "privileged"], None);
+    assert!(!absent.success, "{absent:?}");
+
+    // Updates carry the old object: a label change passes, making the
+    // template privileged does not.
+    let deployment =
+        workload("apps/v1", "Deployment").replace("privileged: true", "privileged: false");
+    assert!(plane.apply(&deployment, &[]).success);
+    let labelled = plane.kubectl(&["label", "deployment", "web", "tier=front"], None);
+    assert!(labelled.success, "{labelled:?}");
+    let escalated = plane.kubectl(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/privileged", "value": true}]"#,
+        ],
+        None,
+    );
+    assert!(!escalated.success, "{escalated:?}");
+    assert!(
+        escalated.stderr.contains("Error from server (Forbidden)")
+            && escalated.stderr.contains("privileged (container \"web\""),
+        "{}",
+        escalated.stderr
+    );
+}

@@ -645,8 +645,10 @@ fn the_manifests_pass_strict_schema_validation() {
         "{rules:?}"
     );
     assert!(
-        rules.iter().any(|rule| rule["apiGroups"] == json!(["batch"])
-            && rule["resources"] == json!(["jobs", "cronjobs"])),
+        rules
+            .iter()
+            .any(|rule| rule["apiGroups"] == json!(["batch"])
+                && rule["resources"] == json!(["jobs", "cronjobs"])),
         "{rules:?}"
     );
     assert!(
