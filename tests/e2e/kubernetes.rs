@@ -84,12 +84,17 @@ fn the_api_server_accepts_every_manifest_it_serves_the_kind_of() {
 /// A gateway with `policies`, registered with `plane` out of cluster, once
 /// the API server sends it reviews.
 fn registered(plane: &ControlPlane, policies: &str) -> Server {
-    let server = Server::start(policies, "");
+    registered_with(plane, policies, "")
+}
+
+/// The same, with `kubernetes` lines added to the webhook's section.
+fn registered_with(plane: &ControlPlane, policies: &str, kubernetes: &str) -> Server {
+    let server = Server::start(policies, kubernetes);
     let url = format!("https://{}", server.address);
     let yaml = manifests(
         &server.dir.path().join("portcullis.yaml"),
         &server.certs(),
-        &["--url", &url],
+        &["--url", &url, "--namespace", "admission"],
     );
     let applied = plane.apply(&yaml, &[]);
     assert!(applied.success, "{applied:?}");
@@ -266,4 +271,81 @@ fn warnings_patches_dry_runs_and_updates_go_through_kubectl() {
         "{}",
         escalated.stderr
     );
+}
+
+#[test]
+fn the_gateways_own_namespace_is_left_out() {
+    let plane = ControlPlane::start();
+    // 1.20 does not label namespaces with their name (1.21 does): label it
+    // as a newer API server would.
+    for args in [
+        &["create", "namespace", "admission"][..],
+        &[
+            "label",
+            "namespace",
+            "admission",
+            "kubernetes.io/metadata.name=admission",
+        ],
+    ] {
+        let done = plane.kubectl(args, None);
+        assert!(done.success, "{done:?}");
+    }
+    let _server = registered(
+        &plane,
+        "  - {name: pod-security, module: builtin:pod-security}\n",
+    );
+    let own = plane.apply(
+        &file("privileged-pod.yaml").replace("namespace: default", "namespace: admission"),
+        &[],
+    );
+    assert!(own.success, "not judged in its own namespace: {own:?}");
+    let elsewhere = plane.apply(&file("privileged-pod.yaml"), &[]);
+    assert!(!elsewhere.success, "{elsewhere:?}");
+}
+
+#[test]
+fn a_slow_policy_is_answered_for_before_the_api_server_gives_up() {
+    // timeoutSeconds is 2: the spinning policy is stopped at its share of
+    // the review's 1.6 s and the review is denied, with the reason, rather
+    // than the API server timing the call out.
+    let plane = ControlPlane::start();
+    let test = crate::support::test_policy().display().to_string();
+    let _server = registered_with(
+        &plane,
+        &format!(
+            "  - {{name: spin, module: {test}, settings: {{behaviour: loop}}, timeout: 5s, on_error: allow}}\n"
+        ),
+        "  timeout: 2s\n",
+    );
+    let denied = plane.apply(&file("nginx-pod.yaml"), &[]);
+    assert!(!denied.success, "{denied:?}");
+    assert!(
+        denied
+            .stderr
+            .contains("denied the request: spin: policy failed: policy was stopped at its"),
+        "{}",
+        denied.stderr
+    );
+}
+
+#[test]
+fn with_the_gateway_down_fail_refuses_and_ignore_admits() {
+    for (failure_policy, admitted) in [("fail", false), ("ignore", true)] {
+        let plane = ControlPlane::start();
+        let server = registered_with(
+            &plane,
+            "  - {name: pod-security, module: builtin:pod-security}\n",
+            &format!("  failure_policy: {failure_policy}\n"),
+        );
+        drop(server);
+        let applied = plane.apply(&file("nginx-pod.yaml"), &[]);
+        assert_eq!(applied.success, admitted, "{failure_policy}: {applied:?}");
+        if !admitted {
+            assert!(
+                applied.stderr.contains("failed calling webhook"),
+                "{}",
+                applied.stderr
+            );
+        }
+    }
 }
