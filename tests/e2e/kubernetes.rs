@@ -1,7 +1,10 @@
 //! The webhook against a real API server (`kube-apiserver` v1.20.2 and
 //! Debian's etcd, see `kube_support`): what `portcullis manifests` prints
 //! is accepted by it, and a gateway registered out of cluster judges what
-//! kubectl sends, with the answers kubectl shows a person.
+//! kubectl sends, with the answers kubectl shows a person: denials with
+//! their reason, warnings, patches the API server stores, dry runs, updates
+//! with the old object, every pod-owning kind, the namespace selector, the
+//! time budget, the failure policy, and refusals over HTTP/2.
 
 use std::path::Path;
 use std::process::Command;
@@ -347,5 +350,45 @@ fn with_the_gateway_down_fail_refuses_and_ignore_admits() {
                 applied.stderr
             );
         }
+    }
+}
+
+#[test]
+fn an_early_refusal_reaches_the_api_server_as_its_status() {
+    // The API server talks HTTP/2 to webhooks. A review over `max_body` is
+    // refused before its body is read; the API server must see the 413
+    // and its reason, not a reset stream.
+    let plane = ControlPlane::start();
+    let server = Server::start(
+        "  - {name: pod-security, module: builtin:pod-security}\n",
+        "  max_body: 1KiB\n",
+    );
+    let url = format!("https://{}", server.address);
+    let yaml = manifests(
+        &server.dir.path().join("portcullis.yaml"),
+        &server.certs(),
+        &["--url", &url],
+    );
+    assert!(plane.apply(&yaml, &[]).success);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let refused = plane.apply(&file("nginx-pod.yaml"), &["--dry-run=server"]);
+        if refused.stderr.contains("failed calling webhook") {
+            assert!(
+                refused
+                    .stderr
+                    .contains("the server responded with the status code 413"),
+                "{}",
+                refused.stderr
+            );
+            assert!(
+                !refused.stderr.contains("stream error"),
+                "{}",
+                refused.stderr
+            );
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{refused:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
