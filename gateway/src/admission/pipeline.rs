@@ -474,7 +474,14 @@ impl Merge {
                     self.code = self.code.or(verdict.code);
                 }
             }
-            Effect::Warn => self.warnings.push(reason()),
+            // One warning per reason: the API server truncates each warning
+            // to 256 characters once they pass 4 KiB together, so a long
+            // list of reasons in one would lose its end.
+            Effect::Warn => self.warnings.extend(
+                split_reasons(&outcome.message().unwrap_or_else(|| "denied".into()))
+                    .into_iter()
+                    .map(|reason| format!("{}: {reason}", policy.name)),
+            ),
             Effect::Allow | Effect::Audit => {}
         }
         if let (Outcome::Verdict(verdict), false) = (&outcome, policy.mode == Mode::Audit) {
@@ -512,9 +519,62 @@ impl Merge {
     }
 }
 
+/// A denial's reasons one by one: a message `header: a (…); b (…)` (the
+/// shape of `pod-security`'s, and of upstream Pod Security's) becomes
+/// `header: a (…)` and `header: b (…)`, split only at `; ` outside
+/// parentheses and brackets. Any other message stays whole.
+fn split_reasons(message: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    let bytes = message.as_bytes();
+    for (index, byte) in bytes.iter().enumerate() {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b';' if depth == 0 && bytes.get(index + 1) == Some(&b' ') => {
+                parts.push(&message[start..index]);
+                start = index + 2;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&message[start..]);
+    if parts.len() == 1 {
+        return vec![message.to_owned()];
+    }
+    // The header is what the first reason has before its first `": `.
+    let header = parts[0].find("\": ").map_or("", |end| &parts[0][..end + 3]);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(index, part)| {
+            if index == 0 || header.is_empty() {
+                (*part).to_owned()
+            } else {
+                format!("{header}{part}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denials_reasons_become_one_warning_each() {
+        assert_eq!(
+            split_reasons(
+                r#"violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "a" must set x; y); runAsNonRoot != true (pod must set z)"#
+            ),
+            [
+                r#"violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "a" must set x; y)"#,
+                r#"violates PodSecurity "restricted:latest": runAsNonRoot != true (pod must set z)"#,
+            ]
+        );
+        assert_eq!(split_reasons("just one reason"), ["just one reason"]);
+        assert_eq!(split_reasons("a; b"), ["a", "b"]);
+    }
 
     #[test]
     fn each_policy_gets_an_equal_share_of_what_is_left() {
