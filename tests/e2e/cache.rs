@@ -247,20 +247,26 @@ fn compile_bomb(functions: u32) -> Vec<u8> {
     component.finish()
 }
 
-#[test]
-fn a_compile_bomb_is_stopped_at_its_budget() {
+/// `portcullis check` of a compile bomb under the `sandbox` lines given.
+fn check_bomb(sandbox: &str) -> crate::support::Run {
     let dir = scratch();
     let bomb = dir.path().join("bomb.wasm");
     std::fs::write(&bomb, compile_bomb(100_000)).expect("write the bomb");
     let config = config(
         dir.path(),
         &format!(
-            "sandbox:\n  compile_timeout: 2s\npolicies:\n  - {{name: bomb, module: {}}}\n",
+            "sandbox:\n{sandbox}policies:\n  - {{name: bomb, module: {}}}\n",
             bomb.display()
         ),
     );
     let run = check_with(&config, &dir.path().join("cache"));
     assert_eq!(run.status, 2, "{run:?}");
+    run
+}
+
+#[test]
+fn a_compile_bomb_is_stopped_at_its_budget() {
+    let run = check_bomb("  compile_timeout: 2s\n");
     assert!(
         run.stderr
             .contains("compiling the module took longer than 2 s (sandbox.compile_timeout)"),
@@ -271,18 +277,7 @@ fn a_compile_bomb_is_stopped_at_its_budget() {
 
 #[test]
 fn a_compile_bomb_is_stopped_at_its_memory_budget() {
-    let dir = scratch();
-    let bomb = dir.path().join("bomb.wasm");
-    std::fs::write(&bomb, compile_bomb(100_000)).expect("write the bomb");
-    let config = config(
-        dir.path(),
-        &format!(
-            "sandbox:\n  compile_timeout: 5m\n  compile_memory: 256MiB\npolicies:\n  - {{name: bomb, module: {}}}\n",
-            bomb.display()
-        ),
-    );
-    let run = check_with(&config, &dir.path().join("cache"));
-    assert_eq!(run.status, 2, "{run:?}");
+    let run = check_bomb("  compile_timeout: 5m\n  compile_memory: 256MiB\n");
     assert!(
         run.stderr.contains(
             "compiling the module needed more than 268435456 bytes of memory (sandbox.compile_memory)"

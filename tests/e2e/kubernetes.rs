@@ -101,13 +101,21 @@ fn registered_with(plane: &ControlPlane, policies: &str, kubernetes: &str) -> Se
     );
     let applied = plane.apply(&yaml, &[]);
     assert!(applied.success, "{applied:?}");
-    // The API server picks new webhook configurations up shortly after
-    // they are stored: wait until a dry run is judged.
+    dry_run_until(plane, &file("privileged-pod.yaml"), |probe| {
+        probe.stderr.contains("denied the request")
+    });
+    server
+}
+
+/// Applies `yaml` as a server-side dry run until `judged` holds of what
+/// kubectl says, and returns that: the API server picks new webhook
+/// configurations up shortly after they are stored.
+fn dry_run_until(plane: &ControlPlane, yaml: &str, judged: impl Fn(&Kubectl) -> bool) -> Kubectl {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let probe = plane.apply(&file("privileged-pod.yaml"), &["--dry-run=server"]);
-        if probe.stderr.contains("denied the request") {
-            return server;
+        let probe = plane.apply(yaml, &["--dry-run=server"]);
+        if judged(&probe) {
+            return probe;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -380,25 +388,19 @@ fn an_early_refusal_reaches_the_api_server_as_its_status() {
         &["--url", &url],
     );
     assert!(plane.apply(&yaml, &[]).success);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let refused = plane.apply(&file("nginx-pod.yaml"), &["--dry-run=server"]);
-        if refused.stderr.contains("failed calling webhook") {
-            assert!(
-                refused
-                    .stderr
-                    .contains("the server responded with the status code 413"),
-                "{}",
-                refused.stderr
-            );
-            assert!(
-                !refused.stderr.contains("stream error"),
-                "{}",
-                refused.stderr
-            );
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{refused:?}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let refused = dry_run_until(&plane, &file("nginx-pod.yaml"), |probe| {
+        probe.stderr.contains("failed calling webhook")
+    });
+    assert!(
+        refused
+            .stderr
+            .contains("the server responded with the status code 413"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("stream error"),
+        "{}",
+        refused.stderr
+    );
 }

@@ -80,18 +80,13 @@ impl MemoryBudget {
                 return None;
             }
             self.waits.fetch_add(1, Ordering::Relaxed);
-            while !fits(&left) {
-                let now = Instant::now();
-                if now >= until {
+            left = match wait_until(&self.freed, left, until, fits) {
+                Some(left) => left,
+                None => {
                     self.refusals.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
-                left = self
-                    .freed
-                    .wait_timeout(left, until - now)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .0;
-            }
+            };
         }
         left.bytes -= bytes;
         left.instances -= 1;
@@ -147,21 +142,11 @@ impl CoreShare {
 
     /// A slot, waiting until `until` at the latest.
     pub(crate) fn acquire(self: &Arc<Self>, until: Instant) -> Option<CoreSlot> {
-        let mut free = self
+        let free = self
             .free
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while *free == 0 {
-            let now = Instant::now();
-            if now >= until {
-                return None;
-            }
-            free = self
-                .freed
-                .wait_timeout(free, until - now)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
+        let mut free = wait_until(&self.freed, free, until, |free| *free > 0)?;
         *free -= 1;
         Some(CoreSlot(self.clone()))
     }
@@ -176,6 +161,27 @@ impl Drop for CoreSlot {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
         self.0.freed.notify_one();
     }
+}
+
+/// Waits on `condvar` until `ready` holds of the guarded state, or until
+/// `until`; `None` at the deadline.
+fn wait_until<'a, T>(
+    condvar: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    until: Instant,
+    ready: impl Fn(&T) -> bool,
+) -> Option<MutexGuard<'a, T>> {
+    while !ready(&guard) {
+        let now = Instant::now();
+        if now >= until {
+            return None;
+        }
+        guard = condvar
+            .wait_timeout(guard, until - now)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+    }
+    Some(guard)
 }
 
 impl Drop for Reservation {
