@@ -89,8 +89,8 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
-            memory_budget: 1 << 30,
-            max_module_size: 64 << 20,
+            memory_budget: policy::DEFAULT_MEMORY_BUDGET,
+            max_module_size: policy::DEFAULT_MAX_MODULE_SIZE,
             compile_timeout: Duration::from_secs(60),
             compile_memory: 2 << 30,
             max_patch_operations: 1000,
@@ -694,23 +694,37 @@ impl Config {
             ));
         }
         let sandbox = &self.sandbox;
-        for (key, valid) in [
-            ("memory_budget", sandbox.memory_budget >= MIN_MEMORY),
-            ("max_module_size", sandbox.max_module_size > 0),
-            ("compile_timeout", !sandbox.compile_timeout.is_zero()),
-            ("compile_memory", sandbox.compile_memory >= 256 << 20),
-            ("max_patch_operations", sandbox.max_patch_operations > 0),
-            ("max_patched_object", sandbox.max_patched_object > 0),
+        let positive = "must be more than zero";
+        for (key, valid, requirement) in [
+            (
+                "memory_budget",
+                sandbox.memory_budget >= MIN_MEMORY,
+                "must be at least 64KiB",
+            ),
+            ("max_module_size", sandbox.max_module_size > 0, positive),
+            (
+                "compile_timeout",
+                !sandbox.compile_timeout.is_zero(),
+                positive,
+            ),
+            (
+                "compile_memory",
+                sandbox.compile_memory >= 256 << 20,
+                "must be at least 256MiB",
+            ),
+            (
+                "max_patch_operations",
+                sandbox.max_patch_operations > 0,
+                positive,
+            ),
+            (
+                "max_patched_object",
+                sandbox.max_patched_object > 0,
+                positive,
+            ),
         ] {
             if !valid {
-                return Err((
-                    format!("sandbox.{key}"),
-                    if key == "compile_memory" {
-                        "must be at least 256MiB".into()
-                    } else {
-                        "must be more than zero".into()
-                    },
-                ));
+                return Err((format!("sandbox.{key}"), requirement.into()));
             }
         }
         for (index, policy) in self.policies.iter().enumerate() {

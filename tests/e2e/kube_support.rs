@@ -143,8 +143,6 @@ impl ControlPlane {
         loop {
             let ready = self.kubectl(&["get", "--raw", "/readyz"], None);
             if ready.success && ready.stdout.trim() == "ok" {
-                // The default service account is made by a controller that
-                // does not run here; pods in `default` need none.
                 return;
             }
             assert!(

@@ -6,32 +6,9 @@
 //! with the old object, every pod-owning kind, the namespace selector, the
 //! time budget, the failure policy, and refusals over HTTP/2.
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::kube_support::{ControlPlane, Kubectl};
 use crate::support::request;
-use crate::webhook_support::Server;
-
-/// `portcullis manifests` with `args`, for the configuration and
-/// certificates in `dir`.
-fn manifests(config: &Path, certs: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("manifests")
-        .arg("--config")
-        .arg(config)
-        .arg("--certs")
-        .arg(certs)
-        .args(args)
-        .output()
-        .expect("run portcullis manifests");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
-}
+use crate::webhook_support::{Server, manifests};
 
 fn file(name: &str) -> String {
     std::fs::read_to_string(request(name)).expect("read the request")

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::{request, shared_fixtures, test_policy};
 use crate::webhook_support::{
-    Server, certificates, cronjob_review, deployment_review, pod_review, review, runtime, yaml,
+    Server, certificates, cronjob_review, deployment_review, manifests, pod_review, review,
+    runtime, yaml,
 };
 
 const POD_SECURITY: &str = "  - {name: pod-security, module: builtin:pod-security}\n";
@@ -563,25 +564,13 @@ fn the_manifests_pass_strict_schema_validation() {
         ),
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["manifests", "--namespace", "admission", "--certs"])
-        .arg(&certs)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run portcullis manifests");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let yaml_text = String::from_utf8(output.stdout).expect("UTF-8");
-    let manifests = dir.path().join("manifests.yaml");
-    std::fs::write(&manifests, &yaml_text).expect("write");
+    let yaml_text = manifests(&config, &certs, &["--namespace", "admission"]);
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, &yaml_text).expect("write");
 
     let validate = Command::new("kubernetes-validate")
         .arg("--strict")
-        .arg(&manifests)
+        .arg(&file)
         .output()
         .expect("kubernetes-validate is installed (pip install kubernetes-validate)");
     assert!(

@@ -280,3 +280,23 @@ pub(crate) fn patch_of(answer: &Value) -> Value {
     .expect("base64");
     serde_json::from_slice(&patch).expect("JSON")
 }
+
+/// `portcullis manifests` with `args`, for the configuration and
+/// certificates given; panics unless it succeeds.
+pub(crate) fn manifests(config: &Path, certs: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("manifests")
+        .arg("--config")
+        .arg(config)
+        .arg("--certs")
+        .arg(certs)
+        .args(args)
+        .output()
+        .expect("run portcullis manifests");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}

@@ -32,13 +32,6 @@ impl PatchLimits {
     }
 }
 
-impl Default for PatchLimits {
-    fn default() -> Self {
-        let sandbox = crate::config::SandboxConfig::default();
-        Self::new(sandbox.max_patch_operations, sandbox.max_patched_object)
-    }
-}
-
 /// Applies `patch` to `document`, whose JSON text is `size` bytes long,
 /// and returns the patched document's JSON text. The document is left
 /// half-patched on error; callers patch a copy.

@@ -36,6 +36,8 @@ use wasmtime::component::Component;
 /// What an entry starts with, before its MAC and the compiled bytes.
 const MAGIC: &[u8; 8] = b"PCLSCWC1";
 const MAC_LEN: usize = 32;
+/// Where an entry's compiled bytes begin.
+const ENTRY_HEADER: usize = MAGIC.len() + MAC_LEN;
 const KEY_LEN: usize = 32;
 
 /// A compiled-module cache in one directory.
@@ -145,7 +147,8 @@ impl CompileCache {
         let path = self.dir.join(format!("{digest}-{}.cwasm", self.engine_key));
         match self.read_entry(&path, digest) {
             Ok(None) => {}
-            Ok(Some(compiled)) => {
+            Ok(Some(entry)) => {
+                let compiled = &entry[ENTRY_HEADER..];
                 // SAFETY: `Component::deserialize` requires bytes produced by
                 // `Component::serialize` of a compatible engine. These bytes
                 // carry a MAC, under a key only this user can read, over the
@@ -181,9 +184,9 @@ impl CompileCache {
         Ok(component)
     }
 
-    /// The compiled bytes of the entry at `path` for the module `digest`:
-    /// `None` when there is no entry (or it is unreadable), an error when
-    /// there is one that does not prove its origin.
+    /// The entry at `path` for the module `digest`, header included (its
+    /// compiled bytes start at [`ENTRY_HEADER`]): `None` when there is no
+    /// entry, an error when there is one that does not prove its origin.
     fn read_entry(&self, path: &Path, digest: &str) -> Result<Option<Vec<u8>>, String> {
         let file = match fs::OpenOptions::new()
             .read(true)
@@ -209,8 +212,6 @@ impl CompileCache {
         self.mac(digest, compiled)
             .verify_slice(mac)
             .map_err(|_| "its MAC does not match this module and engine".to_owned())?;
-        let start = MAGIC.len() + MAC_LEN;
-        bytes.drain(..start);
         Ok(Some(bytes))
     }
 

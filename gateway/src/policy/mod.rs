@@ -58,6 +58,12 @@ const LONG_RUNNING_AFTER: Duration = Duration::from_millis(5);
 /// slots for it.
 pub const MAX_MEMORY: u64 = 1 << 30;
 
+/// What all evaluations in flight may reserve together, unless configured.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The largest module accepted, unless configured.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 64 << 20;
+
 /// Evaluations that may run at once (the pooling allocator's slots); more
 /// wait for a slot within their deadline, as for the memory budget.
 const MAX_CONCURRENT_INSTANCES: u32 = 256;
@@ -90,8 +96,8 @@ impl Default for HostOptions {
     fn default() -> Self {
         Self {
             cache_dir: None,
-            memory_budget: 1 << 30,
-            max_module_size: 64 << 20,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            max_module_size: DEFAULT_MAX_MODULE_SIZE,
             compiler: Compiler::InProcess,
         }
     }
@@ -628,8 +634,12 @@ fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
     Ok(Verdict {
         allowed: verdict.allowed,
         // Lines and tabs are the message's own; no other control character
-        // reaches a client's terminal or log.
+        // reaches a client's terminal or log. Text without any (nearly all)
+        // is kept as it came.
         message: verdict.message.map(|message| {
+            if !message.chars().any(|c| c.is_control() && c != '\n') {
+                return message;
+            }
             message
                 .split('\n')
                 .map(|line| escape_controls(&line.replace('\t', "    ")).into_owned())
@@ -637,14 +647,18 @@ fn check(verdict: bindings::types::Verdict) -> Result<Verdict, EvalError> {
                 .join("\n")
         }),
         code: verdict.code,
-        warnings: verdict
-            .warnings
-            .iter()
-            .map(|warning| escape_controls(warning).into_owned())
-            .collect(),
+        warnings: verdict.warnings.into_iter().map(escaped).collect(),
         patch,
         annotations: verdict.annotations,
     })
+}
+
+/// `text` with its control characters escaped, reusing it when it has none.
+fn escaped(text: String) -> String {
+    match escape_controls(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(escaped) => escaped,
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

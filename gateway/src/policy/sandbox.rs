@@ -55,7 +55,7 @@ pub(crate) const INSECURE_RANDOM_SEED: u128 = 0x6d69_6e69_7374_6963_2062_7920_64
 pub struct WaitRefused;
 
 /// The sandbox's wall clock: a fixed instant.
-pub(crate) struct FixedWallClock(pub(crate) Duration);
+pub(crate) struct FixedWallClock(Duration);
 
 impl FixedWallClock {
     /// The Unix epoch, or with the `clock` grant the present moment (read
