@@ -10,7 +10,7 @@
 //! - `policy_evaluation_duration_seconds{policy}`: one evaluation, fresh
 //!   instance included;
 //! - `policy_errors_total{policy, kind}`: failures by kind (`timeout`,
-//!   `memory`, `trap`, `invalid`);
+//!   `memory`, `trap`, `invalid`, `overload`);
 //! - `image_verifications_total{outcome, cache}`: images verified
 //!   (`verified`, `admitted` unverified by the default, `denied`), and
 //!   whether the verdict cache answered (`hit`, `miss`);
