@@ -87,7 +87,11 @@ fn registered_with(plane: &ControlPlane, policies: &str, kubernetes: &str) -> Se
 /// Applies `yaml` as a server-side dry run until `judged` holds of what
 /// kubectl says, and returns that: the API server picks new webhook
 /// configurations up shortly after they are stored.
-fn dry_run_until(plane: &ControlPlane, yaml: &str, judged: impl Fn(&Kubectl) -> bool) -> Kubectl {
+pub(crate) fn dry_run_until(
+    plane: &ControlPlane,
+    yaml: &str,
+    judged: impl Fn(&Kubectl) -> bool,
+) -> Kubectl {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let probe = plane.apply(yaml, &["--dry-run=server"]);

@@ -17,6 +17,7 @@ mod docker_clients;
 mod docker_engine_bypass;
 mod eval;
 mod hostile;
+mod image;
 mod image_admission;
 mod kubernetes;
 mod malformed;

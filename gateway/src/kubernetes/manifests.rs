@@ -23,7 +23,13 @@ const CONTAINER_PORT: u16 = 8443;
 const CONFIG_DIR: &str = "/etc/portcullis/config";
 const TLS_DIR: &str = "/etc/portcullis/tls";
 const POLICY_DIR: &str = "/etc/portcullis/policies";
-const CACHE_DIR: &str = "/var/cache/portcullis";
+/// The cache volume, and the compilation cache inside it. The cache
+/// refuses a directory someone else owns or could write to, unless it is
+/// sticky: an emptyDir on disk is root's and 0777, and no non-root pod can
+/// change that; one in memory is a tmpfs, root's and sticky (1777) like
+/// `/tmp`, in which the gateway makes its own private directory.
+const CACHE_VOLUME: &str = "/var/cache/portcullis";
+const CACHE_DIR: &str = "/var/cache/portcullis/compiled";
 /// A ConfigMap holds at most 1 MiB.
 const MAX_CONFIG_MAP: usize = 1 << 20;
 /// How long a stopping pod keeps answering with readiness off.
@@ -275,12 +281,12 @@ fn deployment(names: &Names, options: &Options, with_policies: bool) -> Value {
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": names.config}}),
         json!({"name": "tls", "secret": {"secretName": names.tls}}),
-        json!({"name": "cache", "emptyDir": {"sizeLimit": "256Mi"}}),
+        json!({"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}),
     ];
     let mut mounts = vec![
         json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}),
         json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}),
-        json!({"name": "cache", "mountPath": CACHE_DIR}),
+        json!({"name": "cache", "mountPath": CACHE_VOLUME}),
     ];
     if with_policies {
         volumes.push(json!({"name": "policies", "configMap": {"name": names.policies}}));
