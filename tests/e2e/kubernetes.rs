@@ -3,12 +3,14 @@
 //! is accepted by it, and a gateway registered out of cluster judges what
 //! kubectl sends, with the answers kubectl shows a person: denials with
 //! their reason, warnings, patches the API server stores, dry runs, updates
-//! with the old object, every pod-owning kind, the namespace selector, the
-//! time budget, the failure policy, and refusals over HTTP/2.
+//! with the old object, every pod-owning kind, signed images stored pinned
+//! to their digest, the namespace selector, the time budget, the failure
+//! policy, and refusals over HTTP/2.
 
 use crate::kube_support::{ControlPlane, Kubectl};
-use crate::support::request;
-use crate::webhook_support::{Server, manifests};
+use crate::registry_support::{Key, Registry, payload, signed_layer};
+use crate::support::{request, scratch};
+use crate::webhook_support::{Server, certificates, manifests};
 
 fn file(name: &str) -> String {
     std::fs::read_to_string(request(name)).expect("read the request")
@@ -69,7 +71,12 @@ fn registered(plane: &ControlPlane, policies: &str) -> Server {
 
 /// The same, with `kubernetes` lines added to the webhook's section.
 fn registered_with(plane: &ControlPlane, policies: &str, kubernetes: &str) -> Server {
-    let server = Server::start(policies, kubernetes);
+    register(plane, Server::start(policies, kubernetes))
+}
+
+/// `server`, registered with `plane` out of cluster, once the API server
+/// sends it reviews (a privileged nginx pod is denied).
+fn register(plane: &ControlPlane, server: Server) -> Server {
     let url = format!("https://{}", server.address);
     let yaml = manifests(
         &server.dir.path().join("portcullis.yaml"),
@@ -273,6 +280,74 @@ fn warnings_patches_dry_runs_and_updates_go_through_kubectl() {
         "{}",
         escalated.stderr
     );
+}
+
+#[test]
+fn a_verified_image_is_stored_pinned_to_its_digest_and_an_unsigned_one_is_refused() {
+    let plane = ControlPlane::start();
+    let registry = Registry::start(None);
+    let key = Key::new();
+    let digest = registry.push_image("signed/app", "1", "kubectl-signed");
+    let signed = payload(&registry.name("signed/app"), &digest);
+    registry.attach(
+        "signed/app",
+        &digest,
+        "sig",
+        &[signed_layer(signed.clone(), key.sign(&signed))],
+    );
+    registry.push_image("signed/unsigned", "1", "kubectl-unsigned");
+
+    // Image verification alone, no policy: it is what the webhooks are
+    // registered for.
+    let dir = scratch();
+    key.write_public(&dir.path().join("key.pub"));
+    certificates(&dir.path().join("certs"));
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\nimages:\n  registries:\n    \"{host}\": {{insecure: true}}\n  rules:\n    - {{name: signed, match: [\"{host}/signed/**\"], any_of: [{{key: key.pub}}]}}\npolicies: []\n",
+            host = registry.host
+        ),
+    )
+    .expect("write the configuration");
+    let _server = register(&plane, Server::with_config(dir, &config));
+
+    let pod = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n    - {{name: app, image: \"{image}\"}}\n"
+        )
+    };
+    // The mutating webhook pins the tag; the API server stores the patch.
+    let image = registry.name("signed/app:1");
+    let created = plane.apply(&pod("app", &image), &[]);
+    assert!(created.success, "{created:?}");
+    let stored = plane.kubectl(
+        &[
+            "get",
+            "pod",
+            "app",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ],
+        None,
+    );
+    assert!(stored.success, "{stored:?}");
+    assert_eq!(stored.stdout, format!("{image}@{digest}"));
+
+    let unsigned = registry.name("signed/unsigned:1");
+    let refused = plane.apply(&pod("unsigned", &unsigned), &[]);
+    assert!(!refused.success, "{refused:?}");
+    assert!(
+        refused.stderr.contains("Error from server (Forbidden)")
+            && refused
+                .stderr
+                .contains(&format!("image {unsigned}: no signature")),
+        "{}",
+        refused.stderr
+    );
+    let absent = plane.kubectl(&["get", "pod", "unsigned"], None);
+    assert!(!absent.success, "nothing stored: {absent:?}");
 }
 
 #[test]

@@ -381,9 +381,16 @@ const WORKLOADS: &[(&str, &[&str])] = &[
 /// The admission rules covering every policy that sees Kubernetes requests:
 /// one rule per kind pattern, with the policy's operations. A built-in
 /// policy with no kinds named is sent the workloads it judges, not every
-/// write in the cluster; any other policy with no kinds, everything.
+/// write in the cluster; any other policy with no kinds, everything. Image
+/// verification, when configured, is sent the workloads too, so it pins
+/// and refuses images with no policy configured.
 fn rules(config: &Config) -> Vec<Value> {
     let mut rules: BTreeSet<String> = BTreeSet::new();
+    if config.images.is_some() {
+        for (group, resources) in WORKLOADS {
+            rules.insert(rule(group, &["*"], resources));
+        }
+    }
     for policy in &config.policies {
         let matches = &policy.matches;
         if !matches.origins.is_empty() && !matches.origins.contains(&Origin::Kubernetes) {
@@ -402,22 +409,9 @@ fn rules(config: &Config) -> Vec<Value> {
             group: None,
             kind: None,
         };
-        let rule = |group: &str, resources: Vec<String>| {
-            json!({
-                "apiGroups": [group],
-                "apiVersions": ["*"],
-                "operations": operations,
-                "resources": resources,
-                "scope": "*",
-            })
-            .to_string()
-        };
         if matches.kinds.is_empty() && matches!(policy.module, ModuleSource::Builtin(_)) {
             for (group, resources) in WORKLOADS {
-                rules.insert(rule(
-                    group,
-                    resources.iter().map(|r| r.to_string()).collect(),
-                ));
+                rules.insert(rule(group, &operations, resources));
             }
             continue;
         }
@@ -444,13 +438,26 @@ fn rules(config: &Config) -> Vec<Value> {
                 .to_vec(),
                 Some(kind) => vec![crate::admission::kubernetes::resource_for(kind)],
             };
-            rules.insert(rule(&group, resources));
+            rules.insert(rule(&group, &operations, &resources));
         }
     }
     rules
         .into_iter()
         .filter_map(|rule| serde_json::from_str(&rule).ok())
         .collect()
+}
+
+/// One admission rule, as JSON text (so equal rules collapse into one).
+fn rule(group: &str, operations: &[&str], resources: &[impl AsRef<str>]) -> String {
+    let resources: Vec<&str> = resources.iter().map(AsRef::as_ref).collect();
+    json!({
+        "apiGroups": [group],
+        "apiVersions": ["*"],
+        "operations": operations,
+        "resources": resources,
+        "scope": "*",
+    })
+    .to_string()
 }
 
 fn webhook_configuration(
