@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde::de::Error as _;
 
 use crate::admission::{Operation, Origin};
+pub use crate::cluster::ClusterConfig;
+use crate::cluster::Resource;
 use crate::docker::access::AccessRule;
 use crate::docker::route::Group;
 use crate::policy::{self, builtin};
@@ -57,6 +59,10 @@ pub struct Config {
     /// Bounds on the policy sandbox as a whole.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// Where policies granted `cluster` read the cluster from (default:
+    /// the pod's service account).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Bounds on the policy sandbox as a whole: what loading a module may cost,
@@ -361,14 +367,31 @@ pub struct PolicyConfig {
     pub grants: Vec<Grant>,
 }
 
+impl PolicyConfig {
+    /// The cluster resources the policy is granted to read.
+    pub fn readable(&self) -> impl Iterator<Item = &Resource> {
+        self.grants
+            .iter()
+            .filter_map(|grant| match grant {
+                Grant::Cluster(resources) => Some(resources),
+                Grant::Clock => None,
+            })
+            .flatten()
+    }
+}
+
 /// Something a policy may be given beyond the deterministic sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
     /// The wall clock reads the moment each evaluation begins, instead of
     /// the Unix epoch; the policy's decisions then depend on when they are
     /// made.
     Clock,
+    /// Read access (get and list) to these resources of the cluster
+    /// (`cluster: [v1/namespaces, networking.k8s.io/v1/ingresses]`),
+    /// served from a cache the gateway keeps current.
+    Cluster(Vec<Resource>),
 }
 
 /// Where a policy's component comes from.
@@ -538,6 +561,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Every resource some policy may read from the cluster.
+    pub fn cluster_resources(&self) -> std::collections::BTreeSet<Resource> {
+        self.policies
+            .iter()
+            .flat_map(PolicyConfig::readable)
+            .cloned()
+            .collect()
+    }
+
     /// Reads the configuration from a file. Relative module paths are
     /// resolved against the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -582,6 +614,13 @@ impl Config {
         }
         if let Some(images) = &mut config.images {
             images.resolve_paths(base);
+        }
+        if let Some(kubeconfig) = config
+            .cluster
+            .as_mut()
+            .and_then(|cluster| cluster.kubeconfig.as_mut())
+        {
+            *kubeconfig = base.join(&*kubeconfig);
         }
         if let Some(kubernetes) = &mut config.kubernetes {
             let tls = &mut kubernetes.tls;
@@ -693,6 +732,13 @@ impl Config {
                 "must be between 1s and 30s, the range the API server accepts".into(),
             ));
         }
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.max_objects == 0)
+        {
+            return Err(("cluster.max_objects".into(), "must be at least 1".into()));
+        }
         let sandbox = &self.sandbox;
         let positive = "must be more than zero";
         for (key, valid, requirement) in [
@@ -753,6 +799,14 @@ impl Config {
                     key("name"),
                     format!("duplicate policy name `{}`", policy.name),
                 ));
+            }
+            for (grant, granted) in policy.grants.iter().enumerate() {
+                if matches!(granted, Grant::Cluster(resources) if resources.is_empty()) {
+                    return Err((
+                        key(&format!("grants[{grant}].cluster")),
+                        "names no resource to read; write e.g. `cluster: [v1/namespaces]`".into(),
+                    ));
+                }
             }
             if policy.timeout.is_zero() || policy.timeout > MAX_TIMEOUT {
                 return Err((

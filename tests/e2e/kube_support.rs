@@ -51,7 +51,19 @@ pub(crate) struct ControlPlane {
     dir: tempfile::TempDir,
     /// The kubeconfig of a cluster administrator.
     pub(crate) kubeconfig: PathBuf,
+    /// A kubeconfig for the gateway: the identity of the ServiceAccount
+    /// `portcullis` in namespace `admission` (what `portcullis manifests
+    /// --namespace admission` binds its ClusterRole to), with nothing
+    /// granted until a test applies RBAC, and the API server's own CA.
+    pub(crate) gateway_kubeconfig: PathBuf,
+    port: u16,
 }
+
+/// The administrator's token.
+const ADMIN_TOKEN: &str = "portcullis-test-token";
+
+/// The namespace and name of the ServiceAccount the gateway reads as.
+pub(crate) const GATEWAY_NAMESPACE: &str = "admission";
 
 /// What a kubectl run printed.
 #[derive(Debug)]
@@ -90,10 +102,13 @@ impl ControlPlane {
         let key = rcgen::KeyPair::generate().expect("a key");
         std::fs::write(path("sa.key"), key.serialize_pem()).expect("write");
         std::fs::write(path("sa.pub"), key.public_key_pem()).expect("write");
-        let token = "portcullis-test-token";
+        let token = ADMIN_TOKEN;
+        let gateway_token = "portcullis-gateway-token";
         std::fs::write(
             path("tokens.csv"),
-            format!("{token},admin,admin,\"system:masters\"\n"),
+            format!(
+                "{token},admin,admin,\"system:masters\"\n{gateway_token},system:serviceaccount:{GATEWAY_NAMESPACE}:portcullis,gateway,\"system:serviceaccounts,system:serviceaccounts:{GATEWAY_NAMESPACE}\"\n"
+            ),
         )
         .expect("write");
         let port = free_port();
@@ -128,11 +143,23 @@ impl ControlPlane {
             ),
         )
         .expect("write the kubeconfig");
+        // The serving certificate the API server made itself, with the CA
+        // that signed it.
+        let gateway_kubeconfig = path("gateway.kubeconfig");
+        std::fs::write(
+            &gateway_kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: apicerts/apiserver.crt\nusers:\n- name: gateway\n  user:\n    token: {gateway_token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: gateway}}\ncurrent-context: test\n"
+            ),
+        )
+        .expect("write the gateway's kubeconfig");
         let plane = Self {
             etcd,
             apiserver,
             dir,
             kubeconfig,
+            gateway_kubeconfig,
+            port,
         };
         plane.wait_until_ready();
         plane
@@ -190,6 +217,88 @@ impl ControlPlane {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
+    }
+
+    /// Creates `objects` by POSTing each to `collection` (an API path such
+    /// as `/api/v1/namespaces/bulk/configmaps`) over eight connections at
+    /// once: far faster than kubectl, which throttles itself to a few
+    /// requests a second.
+    pub(crate) fn create_all(&self, collection: &str, objects: &[serde_json::Value]) {
+        use http_body_util::{BodyExt as _, Full};
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(self.dir.path().join("apicerts/apiserver.crt")).expect("the CA");
+        for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let _ = roots.add(certificate.expect("a certificate"));
+        }
+        let tls = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let port = self.port;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let bodies: Vec<bytes::Bytes> = objects
+            .iter()
+            .map(|object| bytes::Bytes::from(object.to_string()))
+            .collect();
+        runtime.block_on(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for part in bodies.chunks(bodies.len().div_ceil(8).max(1)) {
+                let (part, tls, collection) = (part.to_vec(), tls.clone(), collection.to_owned());
+                tasks.spawn(async move {
+                    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .expect("connect");
+                    let name =
+                        rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+                    let stream = tokio_rustls::TlsConnector::from(tls)
+                        .connect(name, tcp)
+                        .await
+                        .expect("TLS");
+                    let (mut sender, connection) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .expect("HTTP");
+                    tokio::spawn(connection);
+                    for body in part {
+                        sender.ready().await.expect("ready");
+                        let request = hyper::Request::post(&collection)
+                            .header("host", format!("127.0.0.1:{port}"))
+                            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                            .header("content-type", "application/json")
+                            .body(Full::new(body))
+                            .expect("a request");
+                        let response = sender.send_request(request).await.expect("an answer");
+                        let status = response.status();
+                        let text = response
+                            .into_body()
+                            .collect()
+                            .await
+                            .expect("a body")
+                            .to_bytes();
+                        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&text));
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.expect("a creating task");
+            }
+        });
+    }
+
+    /// Stops the API server (etcd keeps running): the cluster becomes
+    /// unreachable.
+    pub(crate) fn stop_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
     }
 
     /// Applies `yaml` (`kubectl apply -f -` with `extra` arguments).

@@ -10,6 +10,7 @@ mod webhook_support;
 
 mod c_policy;
 mod cache;
+mod cluster;
 mod conformance;
 mod docker;
 mod docker_bypass;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use super::Request;
 use super::matcher::Matcher;
 use super::patch::{self, PatchLimits};
+use crate::cluster::{Cluster, CredentialsError, Resource};
 use crate::config::{Config, Grant, Mode, ModuleSource, OnError, PolicyConfig};
 use crate::policy::{
     EvalError, Grants, Host, Limits, LoadError, MemoryBudget, Module, Verdict, builtin,
@@ -44,6 +45,9 @@ pub struct Pipeline {
     policies: Vec<LoadedPolicy>,
     patch_limits: PatchLimits,
     budget: Arc<MemoryBudget>,
+    /// The cluster caches of policies granted `cluster`; kept current for as
+    /// long as the pipeline lives.
+    cluster: Option<Cluster>,
 }
 
 struct LoadedPolicy {
@@ -89,6 +93,9 @@ pub enum PipelineError {
         #[source]
         source: EvalError,
     },
+    /// Policies are granted `cluster`, but the cluster cannot be read.
+    #[error("cluster: cannot read the cluster for the policies granted `cluster`")]
+    Cluster(#[source] CredentialsError),
 }
 
 /// The outcome of one request.
@@ -177,6 +184,13 @@ impl Pipeline {
     /// Loads every policy of `config`: compiles (or takes from the cache) each
     /// distinct module once, and has each policy check its settings.
     pub fn load(config: &Config, host: &Host) -> Result<Self, PipelineError> {
+        let resources = config.cluster_resources();
+        let cluster = if resources.is_empty() {
+            None
+        } else {
+            let settings = config.cluster.clone().unwrap_or_default();
+            Some(Cluster::start(&settings, resources).map_err(PipelineError::Cluster)?)
+        };
         // Each distinct module is compiled once; policies that share it get
         // their own handle, so its log lines carry the policy's name.
         let mut modules: HashMap<ModuleSource, Module> = HashMap::new();
@@ -190,7 +204,11 @@ impl Pipeline {
                     module
                 }
             };
-            policies.push(LoadedPolicy::new(policy, Arc::new(module))?);
+            policies.push(LoadedPolicy::new(
+                policy,
+                Arc::new(module),
+                cluster.as_ref(),
+            )?);
         }
         Ok(Self {
             policies,
@@ -199,7 +217,13 @@ impl Pipeline {
                 config.sandbox.max_patched_object,
             ),
             budget: host.memory_budget(),
+            cluster,
         })
+    }
+
+    /// The cluster the policies read, if any policy is granted `cluster`.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// The memory budget the policies' evaluations share.
@@ -370,7 +394,7 @@ impl LoadedPolicy {
     /// review's budget.
     fn judge(&self, request: &Request, share: Option<Duration>) -> (Outcome, Duration) {
         let started = Instant::now();
-        let mut limits = self.limits;
+        let mut limits = self.limits.clone();
         let clipped = share.filter(|share| *share < limits.timeout);
         if let Some(share) = clipped {
             limits.timeout = share;
@@ -394,16 +418,24 @@ impl LoadedPolicy {
         (outcome, started.elapsed())
     }
 
-    fn new(config: &PolicyConfig, module: Arc<Module>) -> Result<Self, PipelineError> {
+    fn new(
+        config: &PolicyConfig,
+        module: Arc<Module>,
+        cluster: Option<&Cluster>,
+    ) -> Result<Self, PipelineError> {
         let settings = config.settings.to_string();
+        let readable: Vec<Resource> = config.readable().cloned().collect();
         let limits = Limits {
             timeout: config.timeout,
             memory: config.memory,
             grants: Grants {
                 clock: config.grants.contains(&Grant::Clock),
+                cluster: cluster
+                    .filter(|_| !readable.is_empty())
+                    .map(|cluster| Arc::new(cluster.access(&readable))),
             },
         };
-        match module.validate_settings(&settings, limits) {
+        match module.validate_settings(&settings, limits.clone()) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PipelineError::Settings {

@@ -287,6 +287,8 @@ fn eval(
     files: &[PathBuf],
 ) -> Result<u8, Error> {
     let (_, pipeline) = load(config)?;
+    // Policies that read the cluster judge it as listed, not half-known.
+    wait_for_cluster(&pipeline)?;
     let mut status = 0;
     for file in files {
         let request = match input::read(file, docker) {
@@ -472,8 +474,31 @@ fn certs(
 
 fn check(config: Option<&Path>) -> Result<u8, Error> {
     let (config, pipeline) = load(config)?;
-    // Keys, certificates and trust roots are read as `serve` would.
+    // Keys, certificates and trust roots are read as `serve` would, and the
+    // cluster listed with the gateway's own credentials.
     verifier(&config)?;
+    wait_for_cluster(&pipeline)?;
     print!("{}", render::summary(&config, &pipeline));
     Ok(0)
+}
+
+/// How long `eval` and `check` wait for the cluster's first lists.
+const CLUSTER_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until every cache of the cluster the policies read is listed.
+fn wait_for_cluster(pipeline: &Pipeline) -> Result<(), Error> {
+    let Some(cluster) = pipeline.cluster() else {
+        return Ok(());
+    };
+    let failed = cluster.wait_until_listed(std::time::Instant::now() + CLUSTER_LIST_TIMEOUT);
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let reasons: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    Err(format!(
+        "cannot read the cluster at {}: {}",
+        cluster.server(),
+        reasons.join("; ")
+    )
+    .into())
 }

@@ -5,8 +5,9 @@
 //! `kubernetes` section pointed at the mounted certificate, and policy files
 //! carried along as binary data), the TLS Secret made by `portcullis
 //! certs`, a hardened two-replica Deployment, its Service and
-//! PodDisruptionBudget, and the Validating- and MutatingWebhookConfiguration
-//! whose rules come from the policies' `match` sections.
+//! PodDisruptionBudget, the Validating- and MutatingWebhookConfiguration
+//! whose rules come from the policies' `match` sections, and, when policies
+//! read the cluster, the ClusterRole and binding that let them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -159,7 +160,10 @@ pub fn generate(options: &Options) -> Result<String, ManifestError> {
         secret["data"]["client-ca.crt"] = json!(base64(&read(client_ca)?));
     }
     documents.push(secret);
-    documents.push(deployment(&names, options, with_policies));
+    let readers = cluster_reader(&names, &config);
+    let reads_cluster = !readers.is_empty();
+    documents.extend(readers);
+    documents.push(deployment(&names, options, with_policies, reads_cluster));
     documents.push(service(&names));
     documents.push(json!({
         "apiVersion": "policy/v1",
@@ -256,6 +260,11 @@ fn in_cluster_config(
     value["kubernetes"]["shutdown_delay"] = json!(format!("{}s", SHUTDOWN_DELAY.as_secs()));
     value["kubernetes"]["tls"] = tls;
     value["cache_dir"] = json!(CACHE_DIR);
+    // In the cluster, the cluster is read with the pod's service account.
+    if let Some(cluster) = value.get_mut("cluster").and_then(Value::as_object_mut) {
+        cluster.remove("kubeconfig");
+        cluster.remove("context");
+    }
 
     let mut files = serde_json::Map::new();
     let mut size = 0;
@@ -277,7 +286,46 @@ fn in_cluster_config(
     Ok((yaml, files))
 }
 
-fn deployment(names: &Names, options: &Options, with_policies: bool) -> Value {
+/// For policies granted `cluster`: a ClusterRole that may get, list and
+/// watch exactly the granted resources, bound to the gateway's
+/// ServiceAccount. Nothing when no policy reads the cluster.
+fn cluster_reader(names: &Names, config: &Config) -> Vec<Value> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    let resources = config.cluster_resources();
+    for resource in &resources {
+        groups
+            .entry(&resource.group)
+            .or_default()
+            .push(&resource.resource);
+    }
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let role = format!("{}.{}.cluster-reader", names.base, names.namespace);
+    let rules: Vec<Value> = groups
+        .into_iter()
+        .map(|(group, resources)| {
+            json!({"apiGroups": [group], "resources": resources, "verbs": ["get", "list", "watch"]})
+        })
+        .collect();
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role, "labels": names.selector()},
+            "rules": rules,
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role, "labels": names.selector()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": names.base, "namespace": names.namespace}],
+        }),
+    ]
+}
+
+fn deployment(names: &Names, options: &Options, with_policies: bool, reads_cluster: bool) -> Value {
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": names.config}}),
         json!({"name": "tls", "secret": {"secretName": names.tls}}),
@@ -306,7 +354,8 @@ fn deployment(names: &Names, options: &Options, with_policies: bool) -> Value {
                     "serviceAccountName": names.base,
                     // The shutdown delay, then up to 30 s of draining.
                     "terminationGracePeriodSeconds": SHUTDOWN_DELAY.as_secs() + 35,
-                    "automountServiceAccountToken": false,
+                    // The token is mounted only for reading the cluster.
+                    "automountServiceAccountToken": reads_cluster,
                     "securityContext": {
                         "runAsNonRoot": true,
                         "runAsUser": RUN_AS_USER,

@@ -43,6 +43,7 @@ use self::cache::CompileCache;
 pub use self::compile::{CompileError, Compiler, worker_main};
 use self::sandbox::WaitRefused;
 use self::store::EvalState;
+use crate::cluster::LookupError;
 use crate::sha256_hex;
 use bindings::types::Request;
 use bindings::{Policy, PolicyPre};
@@ -105,7 +106,7 @@ impl Default for HostOptions {
 
 /// What one evaluation of a policy may use: its deadline, its memory and
 /// what it was granted beyond the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Wall-clock time one evaluation may take.
     pub timeout: Duration,
@@ -117,11 +118,14 @@ pub struct Limits {
 
 /// What a policy may see beyond the deterministic sandbox; nothing by
 /// default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// The wall clock reads the moment the evaluation began instead of the
     /// Unix epoch. Decisions then depend on when they are made.
     pub clock: bool,
+    /// The cluster objects the policy may read; without it, every read is
+    /// refused.
+    pub cluster: Option<Arc<crate::cluster::Access>>,
 }
 
 /// Why a host could not be created or a policy could not be loaded.
@@ -189,6 +193,10 @@ pub enum EvalError {
     /// The policy answered, but not with a usable verdict.
     #[error("policy returned an invalid verdict: {0}")]
     InvalidVerdict(String),
+    /// A read of the cluster failed: not granted, a malformed selector, or
+    /// a cache out of step with the API server.
+    #[error("{0}")]
+    Cluster(LookupError),
     /// The request's time budget ran out before the policy could run.
     #[error("no time was left in the review's budget to run the policy")]
     NoTime,
@@ -221,10 +229,12 @@ pub enum ErrorKind {
     Invalid,
     /// [`EvalError::Busy`].
     Overload,
+    /// [`EvalError::Cluster`].
+    Cluster,
 }
 
 impl ErrorKind {
-    /// `timeout`, `memory`, `trap`, `invalid` or `overload`.
+    /// `timeout`, `memory`, `trap`, `invalid`, `overload` or `cluster`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
@@ -232,6 +242,7 @@ impl ErrorKind {
             ErrorKind::Trap => "trap",
             ErrorKind::Invalid => "invalid",
             ErrorKind::Overload => "overload",
+            ErrorKind::Cluster => "cluster",
         }
     }
 }
@@ -248,17 +259,22 @@ impl EvalError {
             EvalError::OutOfMemory(_) => ErrorKind::Memory,
             EvalError::Trap { .. } | EvalError::Instantiate(_) => ErrorKind::Trap,
             EvalError::InvalidVerdict(_) => ErrorKind::Invalid,
+            EvalError::Cluster(_) => ErrorKind::Cluster,
         }
     }
 
-    /// Whether the gateway, not the policy, failed to run it to the end: a
-    /// review's time budget or the sandbox's memory budget was spent. Such
-    /// a failure denies whatever the policy's `on_error` says, or a slow
-    /// neighbour could get a request past it.
+    /// Whether the gateway, not the policy, failed to run it to the end (a
+    /// review's time budget or the sandbox's memory budget was spent), or
+    /// the policy reached for what it was not granted. Such a failure
+    /// denies whatever the policy's `on_error` says, or a slow neighbour
+    /// could get a request past it.
     pub fn fails_closed(&self) -> bool {
         matches!(
             self,
-            EvalError::NoTime | EvalError::OverBudget(_) | EvalError::Busy
+            EvalError::NoTime
+                | EvalError::OverBudget(_)
+                | EvalError::Busy
+                | EvalError::Cluster(LookupError::NotGranted(_))
         )
     }
 }
@@ -300,6 +316,7 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Engine)?;
         sandbox::link(&mut linker).map_err(LoadError::Engine)?;
         store::link_log(&mut linker).map_err(LoadError::Engine)?;
+        store::link_cluster(&mut linker).map_err(LoadError::Engine)?;
         let cache = options
             .cache_dir
             .as_deref()
@@ -488,13 +505,13 @@ impl Module {
             .ok_or(EvalError::Busy)?;
         let left = limits.timeout.saturating_sub(started.elapsed());
         let memory = usize::try_from(memory).unwrap_or(usize::MAX);
-        let state = EvalState::new(self.name.clone(), memory, limits.grants);
+        let deadline = Instant::now() + left;
+        let state = EvalState::new(self.name.clone(), memory, &limits.grants, deadline);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
         // The first deadline is the end of the grace period; from there the
         // evaluation goes on only with a core of the long-running share,
         // and stops at its own deadline.
-        let deadline = Instant::now() + left;
         store.set_epoch_deadline(deadline_ticks(left.min(LONG_RUNNING_AFTER)));
         let cores = self.cores.clone();
         store.epoch_deadline_callback(move |mut state| {
@@ -563,6 +580,8 @@ fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalE
         EvalError::OutOfMemory(limits.memory)
     } else if error.downcast_ref::<WaitRefused>().is_some() {
         EvalError::Waited(WaitRefused)
+    } else if let Some(lookup) = error.downcast_ref::<LookupError>() {
+        EvalError::Cluster(lookup.clone())
     } else if trap == Some(Trap::Interrupt) {
         EvalError::Timeout(limits.timeout)
     } else {

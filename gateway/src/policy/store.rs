@@ -3,6 +3,7 @@
 //! limiter, and the policy's log output.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable, WasmStr};
 use wasmtime::{ResourceLimiter, StoreContextMut};
@@ -16,9 +17,13 @@ use super::budget::CoreSlot;
 use super::sandbox::{
     FixedWallClock, INSECURE_RANDOM_SEED, MAX_RANDOM_BYTES, SeededRandom, StoppedClock,
 };
+use crate::cluster::{Access, LookupError};
 
 /// The instance that holds the host's `log` function.
 const LOG_INTERFACE: &str = "portcullis:policy/log@0.1.0";
+
+/// The instance that holds the host's `cluster` functions.
+const CLUSTER_INTERFACE: &str = "portcullis:policy/cluster@0.1.0";
 
 /// How much one evaluation may write to the log (host `log` calls plus
 /// stdout and stderr); the rest is dropped and counted.
@@ -44,10 +49,19 @@ pub(crate) struct EvalState {
     /// The core of the long-running share, once the evaluation has run
     /// past its grace period; given back with the store.
     pub(crate) core: Option<CoreSlot>,
+    /// What the policy may read of the cluster.
+    cluster: Option<Arc<Access>>,
+    /// When the evaluation must end: bounds a wait for the cluster cache.
+    deadline: Instant,
 }
 
 impl EvalState {
-    pub(crate) fn new(policy: Arc<str>, memory_limit: usize, grants: Grants) -> Self {
+    pub(crate) fn new(
+        policy: Arc<str>,
+        memory_limit: usize,
+        grants: &Grants,
+        deadline: Instant,
+    ) -> Self {
         let log = LogSink::new(policy);
         // WASI preview 2 with nothing granted: the builder's defaults give no
         // preopened directories, no environment, no arguments and no
@@ -77,6 +91,8 @@ impl EvalState {
             memory_exceeded: false,
             log,
             core: None,
+            cluster: grants.cluster.clone(),
+            deadline,
         }
     }
 }
@@ -134,6 +150,49 @@ pub(crate) fn link_log(linker: &mut Linker<EvalState>) -> wasmtime::Result<()> {
                 .log
                 .write(Stream::Log(level), message.as_bytes());
             Ok(())
+        },
+    )
+}
+
+/// Links the host's `cluster` functions: reads served from the cluster
+/// cache of the resources the policy was granted. A refused or failed read
+/// ends the evaluation (the error is classified as [`LookupError`]).
+pub(crate) fn link_cluster(linker: &mut Linker<EvalState>) -> wasmtime::Result<()> {
+    fn access<'a>(state: &'a EvalState, resource: &str) -> Result<&'a Access, LookupError> {
+        state
+            .cluster
+            .as_deref()
+            .ok_or_else(|| LookupError::NotGranted(resource.into()))
+    }
+    let mut cluster = linker.instance(CLUSTER_INTERFACE)?;
+    cluster.func_wrap(
+        "get",
+        |store: StoreContextMut<'_, EvalState>,
+         (resource, namespace, name): (String, Option<String>, String)|
+         -> wasmtime::Result<(Option<Arc<str>>,)> {
+            let state = store.data();
+            let found = access(state, &resource)?.get(
+                &resource,
+                namespace.as_deref(),
+                &name,
+                state.deadline,
+            )?;
+            Ok((found,))
+        },
+    )?;
+    cluster.func_wrap(
+        "list",
+        |store: StoreContextMut<'_, EvalState>,
+         (resource, namespace, selector): (String, Option<String>, Option<String>)|
+         -> wasmtime::Result<(Vec<Arc<str>>,)> {
+            let state = store.data();
+            let found = access(state, &resource)?.list(
+                &resource,
+                namespace.as_deref(),
+                selector.as_deref(),
+                state.deadline,
+            )?;
+            Ok((found,))
         },
     )
 }

@@ -164,6 +164,43 @@ pub mod log {
     }
 }
 
+/// Read access to the cluster, for a policy configured with a `cluster`
+/// grant naming the resources it reads:
+///
+/// ```yaml
+/// grants:
+///   - cluster: [networking.k8s.io/v1/ingresses]
+/// ```
+///
+/// Resources are named as RBAC names them, after their API version
+/// (`v1/namespaces`, `networking.k8s.io/v1/ingresses`). Reads are served
+/// from the gateway's cache of the cluster; objects come without
+/// `metadata.managedFields`. A read the policy was not granted, a malformed
+/// selector, or a cache the gateway cannot vouch for ends the evaluation as
+/// a failure (the policy's `on_error` decides), so these functions return
+/// only real answers.
+pub mod cluster {
+    use serde_json::Value;
+
+    /// One object by name; `namespace` is `None` for cluster-scoped
+    /// resources such as `v1/namespaces`.
+    pub fn get(resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        crate::bindings::portcullis::policy::cluster::get(resource, namespace, name)
+            .and_then(|text| serde_json::from_str(&text).ok())
+    }
+
+    /// The objects of a resource in `namespace` (all namespaces when
+    /// `None`) whose labels match `selector` (`team=web`,
+    /// `env in (prod,staging)`, `!legacy`; everything when `None`),
+    /// ordered by namespace and name.
+    pub fn list(resource: &str, namespace: Option<&str>, selector: Option<&str>) -> Vec<Value> {
+        crate::bindings::portcullis::policy::cluster::list(resource, namespace, selector)
+            .iter()
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect()
+    }
+}
+
 /// Glue used by [`export_policy!`]; not part of the public API.
 #[doc(hidden)]
 pub mod __private {

@@ -71,6 +71,11 @@ enum Behaviour {
     HugeMessage,
     /// Deny with a message that carries terminal escapes.
     Escapes,
+    /// Read `resource` from the cluster: the object called `name` when
+    /// given, else a list (in `namespace`, matching `selector`, when
+    /// given); allow, annotating how many objects were found and their
+    /// names.
+    ReadCluster,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -85,6 +90,11 @@ struct Settings {
     expected: Option<String>,
     /// How much `hoard` allocates.
     megabytes: Option<usize>,
+    /// What `read-cluster` lists.
+    resource: Option<String>,
+    namespace: Option<String>,
+    selector: Option<String>,
+    name: Option<String>,
 }
 
 struct TestPolicy;
@@ -219,6 +229,27 @@ impl Policy for TestPolicy {
             Behaviour::HugeMessage => Verdict::deny("x".repeat(40_000)),
             Behaviour::Escapes => {
                 Verdict::deny("red \u{1b}[31malert\u{1b}[0m\nsecond line").warn("bell\u{7}")
+            }
+            Behaviour::ReadCluster => {
+                let resource = settings.resource.as_deref().unwrap_or("v1/namespaces");
+                let namespace = settings.namespace.as_deref();
+                let objects = match &settings.name {
+                    Some(name) => portcullis_policy_sdk::cluster::get(resource, namespace, name)
+                        .into_iter()
+                        .collect(),
+                    None => portcullis_policy_sdk::cluster::list(
+                        resource,
+                        namespace,
+                        settings.selector.as_deref(),
+                    ),
+                };
+                let names: Vec<&str> = objects
+                    .iter()
+                    .filter_map(|object| object["metadata"]["name"].as_str())
+                    .collect();
+                Verdict::allow()
+                    .annotate("objects", objects.len().to_string())
+                    .annotate("names", names.join(","))
             }
         }
     }
