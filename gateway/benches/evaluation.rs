@@ -101,7 +101,7 @@ fn pod_security(c: &mut Criterion) {
         grants: Grants::default(),
     };
     group.bench_function("fresh instance alone", |b| {
-        b.iter(|| module.instantiate(limits))
+        b.iter(|| module.instantiate(&limits))
     });
     group.finish();
 

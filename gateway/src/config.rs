@@ -1221,6 +1221,44 @@ policies:
     }
 
     #[test]
+    fn cluster_grants_name_the_resources_a_policy_reads() {
+        let config = Config::parse(
+            "cluster: {kubeconfig: kube.yaml, max_objects: 50}\npolicies:\n  - name: a\n    module: builtin:pod-security\n    grants:\n      - clock\n      - cluster: [v1/namespaces, networking.k8s.io/v1/ingresses]\n  - name: b\n    module: builtin:pod-security\n    grants: [{cluster: [v1/namespaces]}]\n",
+            "test",
+        )
+        .expect("valid");
+        assert_eq!(config.policies[0].grants[0], Grant::Clock);
+        assert_eq!(
+            config.policies[0]
+                .readable()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["v1/namespaces", "networking.k8s.io/v1/ingresses"]
+        );
+        assert_eq!(config.cluster_resources().len(), 2);
+        assert_eq!(config.cluster.as_ref().map(|c| c.max_objects), Some(50));
+        for (grants, words) in [
+            (
+                "[{cluster: []}]",
+                "policies[0].grants[0].cluster: names no resource",
+            ),
+            ("[{cluster: [namespaces]}]", "is not a resource"),
+            ("[{cluster: [v1/Pods]}]", "lowercase"),
+            ("[network]", "unknown variant"),
+        ] {
+            let message = error(&format!(
+                "policies:\n  - name: a\n    module: builtin:pod-security\n    grants: {grants}\n"
+            ));
+            assert!(message.contains(words), "{grants}: {message}");
+        }
+        let message = error("cluster: {max_objects: 0}\n");
+        assert!(
+            message.contains("cluster.max_objects: must be at least 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn malformed_yaml_is_reported_with_its_line() {
         let message = error("policies: [\n");
         assert!(message.contains("line 1"), "{message}");

@@ -402,7 +402,7 @@ impl LoadedPolicy {
         let result = if limits.timeout.is_zero() {
             Err(EvalError::NoTime)
         } else {
-            match self.module.validate(request, &self.settings, limits) {
+            match self.module.validate(request, &self.settings, &limits) {
                 // Stopped at its share, not at its own deadline: the
                 // gateway, not the policy, ran out of time.
                 Err(EvalError::Timeout(share)) if clipped.is_some() => {
@@ -435,7 +435,7 @@ impl LoadedPolicy {
                     .map(|cluster| Arc::new(cluster.access(&readable))),
             },
         };
-        match module.validate_settings(&settings, limits.clone()) {
+        match module.validate_settings(&settings, &limits) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PipelineError::Settings {

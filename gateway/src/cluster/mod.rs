@@ -418,3 +418,142 @@ impl Cache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn object(namespace: &str, name: &str, team: Option<&str>) -> ((String, String), Arc<Object>) {
+        let labels: BTreeMap<String, String> = team
+            .map(|team| ("team".to_owned(), team.to_owned()))
+            .into_iter()
+            .collect();
+        (
+            (namespace.into(), name.into()),
+            Arc::new(Object {
+                labels,
+                json: format!("{namespace}/{name}").into(),
+            }),
+        )
+    }
+
+    fn access(step: Step) -> Access {
+        let resource = Resource::parse("v1/configmaps").expect("a resource");
+        let cache = Cache::new(resource.clone(), 10);
+        *cache.objects() = [
+            object("a", "one", Some("web")),
+            object("a", "two", Some("db")),
+            object("ab", "three", Some("web")),
+            object("b", "four", None),
+        ]
+        .into_iter()
+        .collect();
+        cache.set_step(step);
+        Access {
+            caches: [(resource.to_string(), Arc::new(cache))].into(),
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(20)
+    }
+
+    #[test]
+    fn lookups_select_by_namespace_name_and_labels() {
+        let access = access(Step::Current);
+        let names = |namespace, selector| -> Vec<String> {
+            access
+                .list("v1/configmaps", namespace, selector, soon())
+                .expect("a list")
+                .iter()
+                .map(|json| json.to_string())
+                .collect()
+        };
+        assert_eq!(names(Some("a"), None), ["a/one", "a/two"]);
+        assert_eq!(names(None, Some("team=web")), ["a/one", "ab/three"]);
+        assert_eq!(names(Some("b"), Some("!team")), ["b/four"]);
+        assert!(names(Some("c"), None).is_empty());
+        let get = |namespace, name| access.get("v1/configmaps", namespace, name, soon());
+        assert_eq!(
+            get(Some("a"), "two").expect("a get").as_deref(),
+            Some("a/two")
+        );
+        assert_eq!(get(Some("b"), "two").expect("a get"), None);
+        assert_eq!(get(None, "two").expect("a get"), None);
+    }
+
+    #[test]
+    fn a_lookup_never_answers_what_it_cannot_know() {
+        let refused = access(Step::Current)
+            .list("v1/secrets", None, None, soon())
+            .expect_err("not granted");
+        assert_eq!(refused, LookupError::NotGranted("v1/secrets".into()));
+        let malformed = access(Step::Current)
+            .list("v1/configmaps", None, Some("team in web"), soon())
+            .expect_err("malformed");
+        assert!(matches!(malformed, LookupError::Selector(_)), "{malformed}");
+        let lost = access(Step::Lost("connection refused".into()))
+            .get("v1/configmaps", Some("a"), "one", soon())
+            .expect_err("lost");
+        assert_eq!(
+            lost.to_string(),
+            "the cluster cache of v1/configmaps is not in step with the API server: connection refused"
+        );
+        // Not listed yet: the lookup waits until its deadline, then fails.
+        let started = Instant::now();
+        let pending = access(Step::Pending)
+            .get(
+                "v1/configmaps",
+                Some("a"),
+                "one",
+                started + Duration::from_millis(50),
+            )
+            .expect_err("pending");
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(pending.to_string().ends_with("not listed yet"), "{pending}");
+    }
+
+    #[test]
+    fn a_pending_lookup_is_answered_as_soon_as_the_list_arrives() {
+        let access = access(Step::Pending);
+        let cache = access.caches["v1/configmaps"].clone();
+        let lister = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            cache.set_step(Step::Current);
+        });
+        let found = access
+            .get(
+                "v1/configmaps",
+                Some("a"),
+                "one",
+                Instant::now() + Duration::from_secs(10),
+            )
+            .expect("answered once listed");
+        assert_eq!(found.as_deref(), Some("a/one"));
+        lister.join().expect("the lister");
+    }
+
+    #[test]
+    fn resources_are_named_as_rbac_names_them() {
+        let core = Resource::parse("v1/namespaces").expect("core");
+        assert_eq!(
+            (core.group.as_str(), core.path()),
+            ("", "/api/v1/namespaces".into())
+        );
+        let ingresses = Resource::parse("networking.k8s.io/v1/ingresses").expect("grouped");
+        assert_eq!(ingresses.path(), "/apis/networking.k8s.io/v1/ingresses");
+        assert_eq!(ingresses.to_string(), "networking.k8s.io/v1/ingresses");
+        for wrong in [
+            "namespaces",
+            "v1/Namespaces",
+            "a/b/c/d",
+            "v1/",
+            "apps/v1/deployments/scale",
+            "v1/pods?watch=1",
+        ] {
+            assert!(Resource::parse(wrong).is_err(), "{wrong}");
+        }
+    }
+}

@@ -143,6 +143,7 @@ async fn list(client: &Client, cache: &Cache) -> Result<String, String> {
 }
 
 /// How a watch ended without failing.
+#[derive(Debug)]
 enum Ended {
     /// The server closed it (its timeout): resume from the last version.
     Cleanly,
@@ -300,4 +301,94 @@ async fn read_bounded(
         }
     }
     Ok(collected.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::Resource;
+
+    fn cache() -> Cache {
+        Cache::new(Resource::parse("v1/configmaps").expect("a resource"), 2)
+    }
+
+    fn event(kind: &str, name: &str, version: &str) -> Event {
+        Event {
+            kind: kind.into(),
+            object: json!({"metadata": {"name": name, "namespace": "a", "resourceVersion": version, "labels": {"team": "web"}, "managedFields": [{"manager": "kubectl"}]}}),
+        }
+    }
+
+    #[test]
+    fn watch_events_keep_the_cache_and_its_version_current() {
+        let cache = cache();
+        let mut version = "1".to_owned();
+        assert!(
+            apply(&cache, event("ADDED", "one", "2"), &mut version)
+                .expect("added")
+                .is_none()
+        );
+        assert!(
+            apply(&cache, event("MODIFIED", "one", "3"), &mut version)
+                .expect("modified")
+                .is_none()
+        );
+        assert_eq!(version, "3");
+        let stored = cache.objects()[&("a".to_owned(), "one".to_owned())].clone();
+        assert_eq!(stored.labels["team"], "web");
+        assert!(!stored.json.contains("managedFields"), "{}", stored.json);
+        assert!(
+            apply(&cache, event("DELETED", "one", "4"), &mut version)
+                .expect("deleted")
+                .is_none()
+        );
+        assert!(cache.objects().is_empty());
+        // A bookmark moves the version only.
+        let bookmark = Event {
+            kind: "BOOKMARK".into(),
+            object: json!({"metadata": {"resourceVersion": "9"}}),
+        };
+        assert!(
+            apply(&cache, bookmark, &mut version)
+                .expect("bookmark")
+                .is_none()
+        );
+        assert_eq!(version, "9");
+        // An expired version ends the watch for a new list; other errors fail it.
+        let gone = Event {
+            kind: "ERROR".into(),
+            object: json!({"code": 410, "message": "too old resource version"}),
+        };
+        assert!(matches!(
+            apply(&cache, gone, &mut version),
+            Ok(Some(Ended::Expired))
+        ));
+        let other = Event {
+            kind: "ERROR".into(),
+            object: json!({"code": 500, "message": "boom"}),
+        };
+        assert!(
+            apply(&cache, other, &mut version)
+                .expect_err("failed")
+                .contains("boom")
+        );
+    }
+
+    #[test]
+    fn a_cache_past_its_bound_fails_rather_than_serve_a_part() {
+        let cache = cache();
+        let mut version = String::new();
+        for name in ["one", "two"] {
+            apply(&cache, event("ADDED", name, "1"), &mut version).expect("within the bound");
+        }
+        let over = apply(&cache, event("ADDED", "three", "2"), &mut version).expect_err("over");
+        assert!(over.contains("more than 2 objects"), "{over}");
+        let nameless = Event {
+            kind: "ADDED".into(),
+            object: json!({"metadata": {}}),
+        };
+        assert!(apply(&cache, nameless, &mut version).is_err());
+    }
 }

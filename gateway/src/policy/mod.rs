@@ -455,7 +455,7 @@ impl Module {
     /// Creates a fresh instance and drops it, calling nothing: what every
     /// evaluation pays before the policy runs. A readiness probe, and the
     /// baseline of the benchmarks.
-    pub fn instantiate(&self, limits: Limits) -> Result<(), EvalError> {
+    pub fn instantiate(&self, limits: &Limits) -> Result<(), EvalError> {
         self.call(limits, |_, _| Ok(()))
     }
 
@@ -463,7 +463,7 @@ impl Module {
     pub fn validate_settings(
         &self,
         settings: &str,
-        limits: Limits,
+        limits: &Limits,
     ) -> Result<Result<(), String>, EvalError> {
         let answer = self.call(limits, |store, policy| {
             policy.call_validate_settings(store, settings)
@@ -482,7 +482,7 @@ impl Module {
         &self,
         request: &Request,
         settings: &str,
-        limits: Limits,
+        limits: &Limits,
     ) -> Result<Verdict, EvalError> {
         let verdict = self.call(limits, |store, policy| {
             policy.call_validate(store, request, settings)
@@ -493,7 +493,7 @@ impl Module {
     /// Runs `f` on a fresh instance under `limits`.
     fn call<R>(
         &self,
-        limits: Limits,
+        limits: &Limits,
         f: impl FnOnce(&mut Store<EvalState>, &Policy) -> wasmtime::Result<R>,
     ) -> Result<R, EvalError> {
         let started = Instant::now();
@@ -574,7 +574,7 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
 }
 
-fn classify(error: &wasmtime::Error, state: &EvalState, limits: Limits) -> EvalError {
+fn classify(error: &wasmtime::Error, state: &EvalState, limits: &Limits) -> EvalError {
     let trap = error.downcast_ref::<Trap>().copied();
     if state.memory_exceeded {
         EvalError::OutOfMemory(limits.memory)
