@@ -1,11 +1,14 @@
-//! The gateway's container image (`gateway/image/`): built by the machine's
-//! engine from the binary under test, with nothing pulled; holding that
-//! binary and the CA certificates alone; run as the Deployment that
+//! The gateway's container image (`gateway/image/`), as its build script
+//! made it before the tests (the README's test command runs
+//! `gateway/image/build.sh`, which links the binary statically; a test
+//! cannot, as cargo holds the build directory while tests run): holding the
+//! static binary and the CA certificates alone; run as the Deployment that
 //! `portcullis manifests` prints runs it (read-only root filesystem, uid and
 //! gid 65532, no capabilities, its configuration and certificate mounted
 //! read-only, a tmpfs for the compilation cache, the same arguments); and
 //! registered with a real API server, for which it judges what kubectl
-//! sends.
+//! sends. `PORTCULLIS_IMAGE` names the image when it is not the one
+//! `portcullis manifests` deploys by default.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,9 +24,11 @@ use crate::kubernetes::dry_run_until;
 use crate::support::{request, scratch, workspace};
 use crate::webhook_support::{certificates, manifests};
 
-/// Runs `gateway/image/build.sh BINARY REFERENCE` against the engine.
+/// Runs `gateway/image/build.sh --binary BINARY REFERENCE` against the
+/// engine.
 fn build_script(binary: &Path, reference: &str) -> Output {
     Command::new(workspace().join("gateway/image/build.sh"))
+        .arg("--binary")
         .arg(binary)
         .arg(reference)
         .env(
@@ -35,18 +40,33 @@ fn build_script(binary: &Path, reference: &str) -> Output {
         .expect("run gateway/image/build.sh")
 }
 
-/// An image this test built, removed when dropped.
-struct Image(String);
+/// The image built by `gateway/image/build.sh`.
+struct Image {
+    reference: String,
+    /// Named by `PORTCULLIS_IMAGE`, not the manifests' default.
+    chosen: bool,
+}
 
 impl Image {
-    /// The image of `gateway/image/`, from the binary under test, under a
-    /// tag of this test's own.
-    fn build() -> Self {
-        let image = Self(format!("portcullis-e2e/portcullis:{}", std::process::id()));
-        succeeds(&build_script(
-            Path::new(env!("CARGO_BIN_EXE_portcullis")),
-            &image.0,
-        ));
+    /// `$PORTCULLIS_IMAGE`, else `portcullis:VERSION`; panics, naming the
+    /// script, when the engine does not have it.
+    fn built() -> Self {
+        let chosen = std::env::var("PORTCULLIS_IMAGE")
+            .ok()
+            .filter(|reference| !reference.is_empty());
+        let image = Self {
+            chosen: chosen.is_some(),
+            reference: chosen
+                .unwrap_or_else(|| format!("portcullis:{}", env!("CARGO_PKG_VERSION"))),
+        };
+        let found = engine(&["image", "inspect", "--format", "{{.Id}}", &image.reference]);
+        assert!(
+            found.status.success(),
+            "the engine has no image {0}: build it first with `gateway/image/build.sh {0}` \
+             (the README's test command does)\n{1}",
+            image.reference,
+            text(&found)
+        );
         image
     }
 
@@ -57,7 +77,7 @@ impl Image {
             "inspect",
             "--format",
             "{{json .Config}}",
-            &self.0,
+            &self.reference,
         ]));
         serde_json::from_str(&config).expect("JSON")
     }
@@ -71,7 +91,7 @@ impl Image {
             "save",
             "--output",
             &archive.display().to_string(),
-            &self.0,
+            &self.reference,
         ]));
         tar(&["--extract", "--file"], &archive, dir.path());
         let manifest: Value = serde_json::from_slice(
@@ -95,12 +115,6 @@ impl Image {
             }
         }
         files
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = engine(&["rmi", "--force", &self.0]);
     }
 }
 
@@ -192,7 +206,7 @@ fn the_build_script_refuses_a_binary_that_is_not_static() {
 
 #[test]
 fn the_image_runs_as_the_deployment_does_and_judges_for_a_real_api_server() {
-    let image = Image::build();
+    let image = Image::built();
 
     // The binary and the CA certificates, root's and read-only to the
     // user the gateway runs as; nothing else.
@@ -212,7 +226,8 @@ fn the_image_runs_as_the_deployment_does_and_judges_for_a_real_api_server() {
     assert_eq!(config["User"], "65532:65532", "{config}");
     assert_eq!(config["Entrypoint"], json!(["/portcullis"]), "{config}");
 
-    // The Deployment `portcullis manifests --image` prints for it.
+    // The Deployment `portcullis manifests` prints for it (by default, or
+    // with `--image`).
     let dir = scratch();
     let certs = dir.path().join("certs");
     certificates(&certs);
@@ -222,14 +237,14 @@ fn the_image_runs_as_the_deployment_does_and_judges_for_a_real_api_server() {
         "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {cert: certs/tls.crt, key: certs/tls.key}\npolicies:\n  - {name: pod-security, module: builtin:pod-security}\n",
     )
     .expect("write the configuration");
-    let objects = by_kind(&manifests(
-        &gateway_config,
-        &certs,
-        &["--namespace", "admission", "--image", &image.0],
-    ));
+    let mut args = vec!["--namespace", "admission"];
+    if image.chosen {
+        args.extend(["--image", &image.reference]);
+    }
+    let objects = by_kind(&manifests(&gateway_config, &certs, &args));
     let pod = &objects["Deployment"]["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    assert_eq!(container["image"], image.0.as_str());
+    assert_eq!(container["image"], image.reference.as_str());
     assert_eq!(
         config["User"],
         format!(
@@ -306,7 +321,7 @@ fn the_image_runs_as_the_deployment_does_and_judges_for_a_real_api_server() {
     run.extend([
         "--publish".to_owned(),
         format!("127.0.0.1::{port}"),
-        image.0.clone(),
+        image.reference.clone(),
     ]);
     for arg in container["args"].as_array().expect("args") {
         run.push(arg.as_str().expect("an argument").to_owned());
