@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::kube_support::{ControlPlane, GATEWAY_NAMESPACE, Kubectl};
 use crate::kubernetes::dry_run_until;
-use crate::support::{scratch, test_policy, workspace};
+use crate::support::{portcullis, scratch, test_policy, workspace};
 use crate::webhook_support::{Server, certificates, manifests, pod_review};
 
 /// The two example policies of `wasm-plugins/examples`, built once.
@@ -261,6 +261,39 @@ fn reads_are_limited_to_the_grant_and_fail_closed_when_the_api_server_is_gone() 
         ]
         .concat(),
     );
+    // `check` lists the cluster with the gateway's credentials ...
+    let config = server.dir.path().join("portcullis.yaml");
+    let checked = portcullis([
+        "check".into(),
+        "--config".into(),
+        config.clone().into_os_string(),
+    ]);
+    assert_eq!(checked.status, 0, "{checked:?}");
+    assert!(
+        checked.stdout.contains("cluster https://127.0.0.1:")
+            && checked
+                .stdout
+                .contains(": listed v1/configmaps, v1/namespaces"),
+        "{checked:?}"
+    );
+    // ... and refuses credentials that would not verify the API server.
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let insecure = server.dir.path().join("insecure.yaml");
+    std::fs::write(
+        &insecure,
+        text.replace(
+            &plane.gateway_kubeconfig.display().to_string(),
+            &plane.kubeconfig.display().to_string(),
+        ),
+    )
+    .expect("write");
+    let refused = portcullis(["check".into(), "--config".into(), insecure.into_os_string()]);
+    assert_ne!(refused.status, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("insecure-skip-tls-verify"),
+        "{refused:?}"
+    );
+
     let mut client = server.connect();
     let judged = |client: &mut crate::webhook_support::Client| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -128,6 +128,19 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
             &digest[..12.min(digest.len())]
         );
     }
+    if let Some(cluster) = pipeline.cluster() {
+        let resources: Vec<String> = config
+            .cluster_resources()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "cluster {}: listed {}",
+            cluster.server(),
+            resources.join(", ")
+        );
+    }
     out
 }
 
