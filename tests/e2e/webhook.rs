@@ -385,6 +385,66 @@ fn health_readiness_and_metrics() {
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
+
+    // Each format as a real scraper negotiates it, read by the parsers of
+    // the official Prometheus Python client: every family typed, none read
+    // as `unknown` (a classic parser reading OpenMetrics counters would).
+    let scrape = |accept: &str, parser: &str| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "-D", "-", "--cacert"])
+            .arg(server.certs().join("ca.crt"))
+            .args(["-H", &format!("Accept: {accept}")])
+            .arg(format!("https://{}/metrics", server.address))
+            .output()
+            .expect("curl is installed");
+        assert!(output.status.success(), "{output:?}");
+        let response = String::from_utf8(output.stdout).expect("UTF-8");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+        let script = format!(
+            "import sys\nfrom {parser} import text_string_to_metric_families\nfor family in text_string_to_metric_families(sys.stdin.read()):\n    print(family.name, family.type, sum(1 for _ in family.samples))\n"
+        );
+        let mut python = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with prometheus-client (.ci/run installs it)");
+        use std::io::Write as _;
+        python
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write");
+        let parsed = python.wait_with_output().expect("python ends");
+        assert!(parsed.status.success(), "{parser}: {parsed:?}\n{body}");
+        (
+            head.to_ascii_lowercase(),
+            String::from_utf8_lossy(&parsed.stdout).into_owned(),
+        )
+    };
+    let (head, families) = scrape("text/plain;version=0.0.4", "prometheus_client.parser");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        families.contains("portcullis_reviews counter 2"),
+        "{families}"
+    );
+    assert!(!families.contains(" unknown "), "{families}");
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (head, families) = scrape(prometheus, "prometheus_client.openmetrics.parser");
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(
+        families.contains("portcullis_reviews counter 2"),
+        "{families}"
+    );
+    assert!(!families.contains(" unknown "), "{families}");
 }
 
 #[test]

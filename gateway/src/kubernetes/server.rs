@@ -44,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use super::review;
 use crate::admission::{Decision, Phase, Pipeline, Request};
 use crate::config::KubernetesConfig;
-use crate::telemetry::{Endpoint, Metrics};
+use crate::telemetry::{Endpoint, Format, Metrics};
 use crate::verify::Verifier;
 
 /// How long in-flight reviews may take to finish at shutdown.
@@ -100,10 +100,16 @@ impl Webhook {
             }
             (&Method::GET, "/readyz", _) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             (&Method::GET, "/metrics", _) => {
-                let mut response = text(StatusCode::OK, self.metrics.encode());
+                let format = Format::negotiate(
+                    request
+                        .headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|accept| accept.to_str().ok()),
+                );
+                let mut response = text(StatusCode::OK, self.metrics.encode(format));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(format.content_type()),
                 );
                 response
             }

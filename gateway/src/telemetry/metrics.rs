@@ -278,11 +278,164 @@ impl Metrics {
             .inc();
     }
 
-    /// Everything, in the Prometheus text format.
-    pub fn encode(&self) -> String {
+    /// Everything, in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Text => classic(&text),
+        }
+    }
+}
+
+/// The exposition formats `/metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (`# EOF`, counters named without `_total`).
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, which every scraper reads.
+    Text,
+}
+
+impl Format {
+    /// The format a scraper's `Accept` header prefers: OpenMetrics when it
+    /// ranks `application/openmetrics-text` above the classic
+    /// `text/plain` (as Prometheus does), the classic format otherwise,
+    /// and when it says nothing.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let (mut open_metrics, mut text) = (0.0_f32, 0.0_f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|parameter| parameter.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open_metrics = open_metrics.max(quality),
+                "text/plain" | "text/*" | "*/*" => text = text.max(quality),
+                _ => {}
+            }
+        }
+        if open_metrics > 0.0 && open_metrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text rewritten in the classic format: a counter's family
+/// takes the `_total` name its samples carry, `# UNIT` and `# EOF` go, and
+/// every other line is the same in both.
+fn classic(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapers_get_the_format_they_rank_first() {
+        // What Prometheus sends when it can read OpenMetrics.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        for classic in [
+            None,
+            Some("*/*"),
+            Some("text/plain;version=0.0.4"),
+            Some("text/plain, application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;q=0"),
+            Some("application/json"),
+        ] {
+            assert_eq!(Format::negotiate(classic), Format::Text, "{classic:?}");
+        }
+        assert!(
+            Format::OpenMetrics
+                .content_type()
+                .starts_with("application/openmetrics-text")
+        );
+        assert!(
+            Format::Text
+                .content_type()
+                .starts_with("text/plain; version=0.0.4")
+        );
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_as_their_samples() {
+        let metrics = Metrics::with_budget(Arc::new(crate::policy::MemoryBudget::new(1 << 20, 4)));
+        metrics.rejected(Endpoint::validate);
+        let open_metrics = metrics.encode(Format::OpenMetrics);
+        assert!(
+            open_metrics.contains("# TYPE portcullis_reviews counter\n"),
+            "{open_metrics}"
+        );
+        assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+        let text = metrics.encode(Format::Text);
+        assert!(
+            text.contains("# TYPE portcullis_reviews_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP portcullis_reviews_total "), "{text}");
+        assert!(
+            text.contains(
+                "portcullis_reviews_total{endpoint=\"validate\",outcome=\"rejected\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Gauges (and histograms) read the same in both.
+        assert!(
+            text.contains("# TYPE portcullis_sandbox_memory_budget_bytes gauge\n"),
+            "{text}"
+        );
     }
 }

@@ -5,4 +5,4 @@ pub mod audit;
 mod metrics;
 
 pub use audit::Audit;
-pub use metrics::{Endpoint, Metrics, ReviewOutcome};
+pub use metrics::{Endpoint, Format, Metrics, ReviewOutcome};
