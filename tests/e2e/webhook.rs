@@ -730,3 +730,52 @@ fn the_manifests_pass_strict_schema_validation() {
         "{config_map}"
     );
 }
+
+#[test]
+fn the_start_up_log_says_what_runs() {
+    let dir = crate::support::scratch();
+    certificates(&dir.path().join("certs"));
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\npolicies:\n{POD_SECURITY}  - {{name: warned, module: builtin:host-isolation, mode: warn}}\n"
+        ),
+    )
+    .expect("write the configuration");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PORTCULLIS_CACHE_DIR", crate::support::cache_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis serve");
+    // Should the summary never come, the log ends: the test fails, not hangs.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").arg(pid).status();
+    });
+    let mut log = String::new();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    while !log.contains("kubernetes webhook listening") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("read the log");
+        assert!(read > 0, "the log ended early:\n{log}");
+        log.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for expected in [
+        &format!(
+            "portcullis starting version=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "policy loaded policy=\"pod-security\" mode=enforce module=\"builtin:pod-security\" digest=sha256:",
+        "policy loaded policy=\"warned\" mode=warn module=\"builtin:host-isolation\" digest=sha256:",
+        "kubernetes webhook listening listener=https://127.0.0.1:",
+    ] {
+        assert!(log.contains(expected), "missing {expected} in\n{log}");
+    }
+}

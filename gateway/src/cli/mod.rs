@@ -152,10 +152,14 @@ enum Output {
     Json,
 }
 
-/// Sends logs to stderr; `PORTCULLIS_LOG` sets the filter (default `warn`).
+/// The log filter when `PORTCULLIS_LOG` is unset.
+pub const DEFAULT_LOG: &str = "warn,portcullis::cli=info";
+
+/// Sends logs to stderr; `PORTCULLIS_LOG` sets the filter (default
+/// [`DEFAULT_LOG`]: warnings, and what `serve` says as it starts and stops).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -349,6 +353,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
                 .into(),
         );
     }
+    started(&config, &pipeline);
     let pipeline = Arc::new(pipeline);
     let verifier = verifier(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -377,6 +382,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
                 webhook,
             ));
             tokio::spawn(tls.reloader.watch());
+            tracing::info!(listener = %format!("https://{address}"), "kubernetes webhook listening");
             // Scripts and tests wait for these lines to know where to connect.
             println!("listening on https://{address}");
             front_doors.spawn(server::serve(
@@ -406,6 +412,7 @@ fn serve(config: &Path) -> Result<u8, Error> {
             )
             .await?;
             for address in addresses {
+                tracing::info!(listener = %address, upstream = %docker.upstream, "docker proxy listening");
                 println!("listening on {address}");
             }
             if let Some(tls) = tls {
@@ -419,6 +426,31 @@ fn serve(config: &Path) -> Result<u8, Error> {
         tracing::info!("stopped");
         Ok::<_, Error>(0)
     })
+}
+
+/// The start-up summary: the version, and what was loaded.
+fn started(config: &Config, pipeline: &Pipeline) {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "portcullis starting");
+    for (name, source, mode, digest) in pipeline.summary() {
+        tracing::info!(
+            policy = name,
+            %mode,
+            module = source,
+            digest = %format!("sha256:{digest}"),
+            "policy loaded"
+        );
+    }
+    if let Some(images) = &config.images {
+        tracing::info!(rules = images.rules.len(), "image verification on");
+    }
+    if let Some(cluster) = pipeline.cluster() {
+        let resources: Vec<String> = config
+            .cluster_resources()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(server = cluster.server(), resources = %resources.join(","), "reading the cluster");
+    }
 }
 
 /// SIGTERM (what Kubernetes sends) or SIGINT.
