@@ -751,11 +751,22 @@ fn the_start_up_log_says_what_runs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start portcullis serve");
-    // Should the summary never come, the log ends: the test fails, not hangs.
+    // Should the summary never come, the process is stopped and the log
+    // ends: the test fails, not hangs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pid = child.id().to_string();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        let _ = Command::new("kill").arg(pid).status();
+    std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").arg(pid).status();
+        }
     });
     let mut log = String::new();
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
@@ -765,6 +776,7 @@ fn the_start_up_log_says_what_runs() {
         assert!(read > 0, "the log ended early:\n{log}");
         log.push_str(&line);
     }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = child.kill();
     let _ = child.wait();
     for expected in [
