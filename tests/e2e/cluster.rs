@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::kube_support::{ControlPlane, GATEWAY_NAMESPACE, Kubectl};
 use crate::kubernetes::dry_run_until;
 use crate::support::{portcullis, scratch, test_policy, workspace};
-use crate::webhook_support::{Server, certificates, manifests, pod_review};
+use crate::webhook_support::{Server, manifests, pod_review, webhook_config};
 
 /// The two example policies of `wasm-plugins/examples`, built once.
 fn examples() -> &'static [PathBuf] {
@@ -33,16 +33,11 @@ fn examples() -> &'static [PathBuf] {
 /// gateway's kubeconfig.
 fn gateway(plane: &ControlPlane, policies: &str) -> Server {
     let dir = scratch();
-    certificates(&dir.path().join("certs"));
-    let config = dir.path().join("portcullis.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\ncluster:\n  kubeconfig: {}\npolicies:\n{policies}",
-            plane.gateway_kubeconfig.display()
-        ),
-    )
-    .expect("write the configuration");
+    let cluster = format!(
+        "cluster:\n  kubeconfig: {}\n",
+        plane.gateway_kubeconfig.display()
+    );
+    let config = webhook_config(dir.path(), "", &cluster, policies);
     Server::with_config(dir, &config)
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::support::{request, shared_fixtures, test_policy};
 use crate::webhook_support::{
     Server, certificates, cronjob_review, deployment_review, manifests, pod_review, review,
-    runtime, yaml,
+    runtime, webhook_config, yaml,
 };
 
 const POD_SECURITY: &str = "  - {name: pod-security, module: builtin:pod-security}\n";
@@ -734,15 +734,14 @@ fn the_manifests_pass_strict_schema_validation() {
 #[test]
 fn the_start_up_log_says_what_runs() {
     let dir = crate::support::scratch();
-    certificates(&dir.path().join("certs"));
-    let config = dir.path().join("portcullis.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\npolicies:\n{POD_SECURITY}  - {{name: warned, module: builtin:host-isolation, mode: warn}}\n"
+    let config = webhook_config(
+        dir.path(),
+        "",
+        "",
+        &format!(
+            "{POD_SECURITY}  - {{name: warned, module: builtin:host-isolation, mode: warn}}\n"
         ),
-    )
-    .expect("write the configuration");
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["serve", "--config"])
         .arg(&config)

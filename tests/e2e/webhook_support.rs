@@ -34,21 +34,34 @@ pub(crate) fn certificates(dir: &Path) {
     assert!(status.success());
 }
 
+/// Writes certificates for 127.0.0.1 and `portcullis.yaml` into `dir`: a
+/// webhook on a free loopback port with extra `kubernetes` settings (YAML
+/// lines, indented by two), other top-level `sections` (YAML lines) and
+/// `policies` (YAML list items). Returns the configuration's path.
+pub(crate) fn webhook_config(
+    dir: &Path,
+    kubernetes: &str,
+    sections: &str,
+    policies: &str,
+) -> PathBuf {
+    certificates(&dir.join("certs"));
+    let config = dir.join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\n{kubernetes}{sections}policies:\n{policies}"
+        ),
+    )
+    .expect("write the configuration");
+    config
+}
+
 impl Server {
     /// Starts a webhook with `policies` (YAML list items) and extra
     /// `kubernetes` settings (YAML lines, indented by two).
     pub(crate) fn start(policies: &str, kubernetes: &str) -> Self {
         let dir = scratch();
-        let certs = dir.path().join("certs");
-        certificates(&certs);
-        let config = dir.path().join("portcullis.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "kubernetes:\n  listen: 127.0.0.1:0\n  tls: {{cert: certs/tls.crt, key: certs/tls.key}}\n{kubernetes}policies:\n{policies}"
-            ),
-        )
-        .expect("write the configuration");
+        let config = webhook_config(dir.path(), kubernetes, "", policies);
         Self::with_config(dir, &config)
     }
 

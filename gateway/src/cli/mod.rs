@@ -444,12 +444,11 @@ fn started(config: &Config, pipeline: &Pipeline) {
         tracing::info!(rules = images.rules.len(), "image verification on");
     }
     if let Some(cluster) = pipeline.cluster() {
-        let resources: Vec<String> = config
-            .cluster_resources()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        tracing::info!(server = cluster.server(), resources = %resources.join(","), "reading the cluster");
+        tracing::info!(
+            server = cluster.server(),
+            resources = %render::cluster_resources(config),
+            "reading the cluster"
+        );
     }
 }
 

@@ -129,19 +129,24 @@ pub(super) fn summary(config: &Config, pipeline: &Pipeline) -> String {
         );
     }
     if let Some(cluster) = pipeline.cluster() {
-        let resources: Vec<String> = config
-            .cluster_resources()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         let _ = writeln!(
             out,
             "cluster {}: listed {}",
             cluster.server(),
-            resources.join(", ")
+            cluster_resources(config)
         );
     }
     out
+}
+
+/// The cluster resources the policies read, as the configuration names them.
+pub(super) fn cluster_resources(config: &Config) -> String {
+    let resources: Vec<String> = config
+        .cluster_resources()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    resources.join(", ")
 }
 
 fn micros(duration: Duration) -> String {

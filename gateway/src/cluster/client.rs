@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::Deserialize;
+
+/// The most of a refusal's body that is read for its message.
+const MAX_REFUSAL_BYTES: usize = 64 << 10;
 
 /// Where a pod's service account credentials are mounted.
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -38,6 +41,9 @@ pub enum CredentialsError {
         /// What is wrong.
         message: String,
     },
+    /// The thread that keeps the caches current cannot start.
+    #[error("cannot start the cluster cache's thread")]
+    Thread(#[source] std::io::Error),
     /// Not in a pod, and no kubeconfig given.
     #[error(
         "no credentials to read the cluster with: set `cluster.kubeconfig`, or run in a pod with a service account (KUBERNETES_SERVICE_HOST is not set)"
@@ -329,10 +335,9 @@ impl Client {
 /// Why the API server refused: the `message` of its Status, else the body.
 pub(crate) async fn refusal(path: &str, response: hyper::Response<Incoming>) -> String {
     let status = response.status();
-    let body = match response.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) => Bytes::from(error.to_string()),
-    };
+    let body = read_bounded(response.into_body(), MAX_REFUSAL_BYTES)
+        .await
+        .unwrap_or_else(Bytes::from);
     #[derive(Deserialize)]
     struct Status {
         message: String,
@@ -341,6 +346,24 @@ pub(crate) async fn refusal(path: &str, response: hyper::Response<Incoming>) -> 
         .map(|status| status.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
     format!("the API server answered {status} to GET {path}: {detail}")
+}
+
+/// A whole body, refused past `limit` bytes.
+pub(super) async fn read_bounded(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<bytes::Bytes, String> {
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| error.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(format!("the body is larger than {limit} bytes"));
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CredentialsError> {

@@ -201,10 +201,7 @@ impl Cluster {
         std::thread::Builder::new()
             .name("portcullis-cluster".into())
             .spawn(move || reflector::run(client, reflected, stopped))
-            .map_err(|source| CredentialsError::Read {
-                path: PathBuf::from("(the cluster cache thread)"),
-                source,
-            })?;
+            .map_err(CredentialsError::Thread)?;
         Ok(Self {
             caches,
             server,
@@ -304,21 +301,19 @@ impl Access {
                 .as_ref()
                 .is_none_or(|selector| selector.matches(&object.labels))
         };
-        let found = match namespace {
-            Some(namespace) => objects
-                .range((namespace.to_owned(), String::new())..)
-                .take_while(|((other, _), _)| other == namespace)
-                .map(|(_, object)| object)
-                .filter(keep)
-                .map(|object| object.json.clone())
-                .collect(),
-            None => objects
-                .values()
-                .filter(keep)
-                .map(|object| object.json.clone())
-                .collect(),
+        let candidates: Box<dyn Iterator<Item = &Arc<Object>>> = match namespace {
+            Some(namespace) => Box::new(
+                objects
+                    .range((namespace.to_owned(), String::new())..)
+                    .take_while(move |((other, _), _)| other == namespace)
+                    .map(|(_, object)| object),
+            ),
+            None => Box::new(objects.values()),
         };
-        Ok(found)
+        Ok(candidates
+            .filter(keep)
+            .map(|object| object.json.clone())
+            .collect())
     }
 }
 

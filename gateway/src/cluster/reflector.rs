@@ -11,7 +11,7 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{Client, refusal};
+use super::client::{Client, read_bounded, refusal};
 use super::{Cache, Object, Objects, Step};
 
 /// Objects per page of a list.
@@ -283,24 +283,6 @@ fn cached(mut object: Value) -> Result<((String, String), Arc<Object>), String> 
             json: object.to_string().into(),
         }),
     ))
-}
-
-/// A whole body, refused past `limit` bytes.
-async fn read_bounded(
-    mut body: hyper::body::Incoming,
-    limit: usize,
-) -> Result<bytes::Bytes, String> {
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| error.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(format!("the body is larger than {limit} bytes"));
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(collected.freeze())
 }
 
 #[cfg(test)]
